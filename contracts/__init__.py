@@ -1,0 +1,60 @@
+"""The shared language of the token service: commands, events, replies and the token view.
+
+It imports neither Redis nor FastStream, so any Python service can install it.
+"""
+
+from contracts._time import Timestamp, format_timestamp, from_millis, to_millis, utc_now
+from contracts.commands import (
+    COMMAND_TYPES,
+    Command,
+    CommandBase,
+    GenerateToken,
+    RevokeToken,
+    RotateToken,
+    command_adapter,
+)
+from contracts.events import (
+    CommandRejected,
+    Event,
+    EventBase,
+    TokenCreated,
+    TokenExpired,
+    TokenRevoked,
+    TokenRotated,
+    TokenUsed,
+    event_adapter,
+)
+from contracts.replies import CommandReply, ErrorCode, ErrorInfo
+from contracts.scopes import LEVELS, grants
+from contracts.tokens import TokenStatus, TokenView
+
+__all__ = [
+    "COMMAND_TYPES",
+    "LEVELS",
+    "Command",
+    "CommandBase",
+    "CommandRejected",
+    "CommandReply",
+    "ErrorCode",
+    "ErrorInfo",
+    "Event",
+    "EventBase",
+    "GenerateToken",
+    "RevokeToken",
+    "RotateToken",
+    "Timestamp",
+    "TokenCreated",
+    "TokenExpired",
+    "TokenRevoked",
+    "TokenRotated",
+    "TokenStatus",
+    "TokenUsed",
+    "TokenView",
+    "command_adapter",
+    "event_adapter",
+    "format_timestamp",
+    "from_millis",
+    "grants",
+    "to_millis",
+    "utc_now",
+]

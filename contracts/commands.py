@@ -1,0 +1,82 @@
+"""Commands: what an administrator asks the token service to do."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+from contracts._time import Timestamp
+from contracts.scopes import Scope
+
+__all__ = [
+    "COMMAND_TYPES",
+    "Command",
+    "CommandBase",
+    "GenerateToken",
+    "RevokeToken",
+    "RotateToken",
+    "command_adapter",
+]
+
+CommandId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x20-\x7e]+$")]
+Actor = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Channel = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")]
+TokenId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")]
+MAX_GRACE_SECONDS = 604_800
+
+
+class CommandBase(BaseModel):
+    """Fields every command carries."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    command_id: CommandId
+    actor: Actor
+    reply_to: Channel | None = None
+
+
+class GenerateToken(CommandBase):
+    """Issue a new token for one integration."""
+
+    type: Literal["GenerateToken"] = "GenerateToken"
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str | None = Field(default=None, max_length=1024)
+    scopes: list[Scope] = Field(min_length=1, max_length=50)
+    expires_at: Timestamp | None = None
+
+    @field_validator("scopes")
+    @classmethod
+    def _distinct(cls, scopes: list[str]) -> list[str]:
+        if len(set(scopes)) != len(scopes):
+            raise ValueError("scopes must be distinct")
+        return scopes
+
+
+class RevokeToken(CommandBase):
+    """Stop a token at once, everywhere."""
+
+    type: Literal["RevokeToken"] = "RevokeToken"
+    token_id: TokenId
+    reason: str | None = Field(default=None, max_length=512)
+
+
+class RotateToken(CommandBase):
+    """Issue a new secret for a token; the old one works for ``grace_seconds`` more."""
+
+    type: Literal["RotateToken"] = "RotateToken"
+    token_id: TokenId
+    grace_seconds: int = Field(default=0, ge=0, le=MAX_GRACE_SECONDS)
+
+
+Command = Annotated[GenerateToken | RevokeToken | RotateToken, Field(discriminator="type")]
+"""Any command, told apart by ``type``."""
+
+COMMAND_TYPES: dict[str, type[CommandBase]] = {
+    "GenerateToken": GenerateToken,
+    "RevokeToken": RevokeToken,
+    "RotateToken": RotateToken,
+}
+
+command_adapter: TypeAdapter[GenerateToken | RevokeToken | RotateToken] = TypeAdapter(Command)
+"""Validates any command from JSON; used for the published JSON Schema too."""

@@ -1,0 +1,114 @@
+"""Events: what happened, in the past tense, as written to ``tokens:events`` and ``tokens:usage``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from ulid import ULID
+
+from contracts._time import Timestamp, utc_now
+
+__all__ = [
+    "CommandRejected",
+    "Event",
+    "EventBase",
+    "TokenCreated",
+    "TokenExpired",
+    "TokenRevoked",
+    "TokenRotated",
+    "TokenUsed",
+    "event_adapter",
+]
+
+
+def _new_event_id() -> str:
+    return str(ULID())
+
+
+class EventBase(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    schema_version: Literal[1] = 1
+    event_id: str = Field(default_factory=_new_event_id)
+    occurred_at: Timestamp = Field(default_factory=utc_now)
+    actor: str
+    command_id: str | None = None
+
+    def to_json(self) -> bytes:
+        """The wire form, a UTF-8 JSON object."""
+        return self.model_dump_json().encode()
+
+
+class TokenCreated(EventBase):
+    """A token was generated."""
+
+    type: Literal["TokenCreated"] = "TokenCreated"
+    token_id: str
+    name: str
+    description: str | None
+    scopes: list[str]
+    expires_at: Timestamp | None
+
+
+class TokenRevoked(EventBase):
+    """A token was revoked; its secrets no longer work."""
+
+    type: Literal["TokenRevoked"] = "TokenRevoked"
+    token_id: str
+    reason: str | None
+
+
+class TokenRotated(EventBase):
+    """A token got a new secret; the previous one works until ``previous_valid_until``."""
+
+    type: Literal["TokenRotated"] = "TokenRotated"
+    token_id: str
+    previous_valid_until: Timestamp
+
+
+class TokenExpired(EventBase):
+    """A token's expiry passed."""
+
+    type: Literal["TokenExpired"] = "TokenExpired"
+    token_id: str
+
+
+class CommandRejected(EventBase):
+    """A command was refused; nothing changed."""
+
+    type: Literal["CommandRejected"] = "CommandRejected"
+    token_id: str | None = None
+    command_type: str
+    code: str
+    message: str
+
+    def to_json(self) -> bytes:
+        """The wire form; ``token_id`` is left out when no token was named."""
+        if self.token_id is None:
+            return self.model_dump_json(exclude={"token_id"}).encode()
+        return self.model_dump_json().encode()
+
+
+class TokenUsed(EventBase):
+    """A gateway accepted a token ``count`` times since its last report."""
+
+    type: Literal["TokenUsed"] = "TokenUsed"
+    token_id: str
+    used_at: Timestamp
+    count: int = Field(ge=1)
+    gateway: str
+
+
+Event = Annotated[
+    TokenCreated | TokenRevoked | TokenRotated | TokenExpired | CommandRejected | TokenUsed,
+    Field(discriminator="type"),
+]
+"""Any event, told apart by ``type``."""
+
+event_adapter: TypeAdapter[
+    TokenCreated | TokenRevoked | TokenRotated | TokenExpired | CommandRejected | TokenUsed
+] = TypeAdapter(Event)
+"""Validates any event from JSON; used for the published JSON Schema too."""

@@ -1,0 +1,53 @@
+"""Replies: the one answer each command gets."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from contracts.tokens import TokenView
+
+__all__ = ["CommandReply", "ErrorCode", "ErrorInfo"]
+
+
+class ErrorCode(StrEnum):
+    """Why a command was not applied."""
+
+    INVALID = "invalid"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    INTERNAL = "internal"
+
+
+class ErrorInfo(BaseModel):
+    """A rejection the caller can act on: a code, a message and the fields at fault."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    code: ErrorCode
+    message: str
+    fields: dict[str, str] | None = None
+
+
+class CommandReply(BaseModel):
+    """The outcome of one command; ``secret`` only in the first reply that mints one."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    command_id: str | None
+    ok: bool
+    duplicate: bool = False
+    token: TokenView | None = None
+    secret: str | None = None
+    error: ErrorInfo | None = None
+
+    def to_json(self) -> bytes:
+        """The wire form: absent members are left out rather than sent as null."""
+        exclude: dict[str, object] = {
+            name: True for name in ("token", "secret", "error") if getattr(self, name) is None
+        }
+        if self.error is not None and self.error.fields is None:
+            exclude["error"] = {"fields": True}
+        return self.model_dump_json(exclude=exclude).encode()  # type: ignore[arg-type]

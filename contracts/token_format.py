@@ -1,0 +1,72 @@
+"""The token string: ``<prefix>_<32 random base62><6 checksum base62>``.
+
+Everything here is pure computation, so scanners and gateways can reject a
+malformed or mistyped token without asking Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import zlib
+
+__all__ = [
+    "BASE62",
+    "DEFAULT_PREFIX",
+    "RANDOM_LENGTH",
+    "TOKEN_SHAPE",
+    "checksum",
+    "hint",
+    "is_well_formed",
+    "mint",
+    "secret_digest",
+]
+
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+DEFAULT_PREFIX = "tok"
+RANDOM_LENGTH = 32
+CHECKSUM_LENGTH = 6
+_HINT_LENGTH = 4
+_ALPHABET = frozenset(BASE62)
+
+TOKEN_SHAPE = re.compile(r"\b([A-Za-z0-9]+)_([0-9A-Za-z]{38})\b")
+"""Anything shaped like a token, whatever its prefix; used to find and mask them."""
+
+
+def checksum(random_part: str) -> str:
+    """CRC-32 of the random part's ASCII bytes, in base62, left-padded to 6."""
+    value = zlib.crc32(random_part.encode("ascii"))
+    digits = []
+    while value:
+        value, remainder = divmod(value, 62)
+        digits.append(BASE62[remainder])
+    return "".join(reversed(digits)).rjust(CHECKSUM_LENGTH, "0")
+
+
+def mint(prefix: str = DEFAULT_PREFIX) -> str:
+    """A new token with ``RANDOM_LENGTH`` characters from :mod:`secrets`."""
+    random_part = "".join(secrets.choice(BASE62) for _ in range(RANDOM_LENGTH))
+    return f"{prefix}_{random_part}{checksum(random_part)}"
+
+
+def is_well_formed(token: str, prefix: str = DEFAULT_PREFIX) -> bool:
+    """True when ``token`` has the prefix, the length, the alphabet and a valid checksum."""
+    head = prefix + "_"
+    if len(token) != len(head) + RANDOM_LENGTH + CHECKSUM_LENGTH or not token.startswith(head):
+        return False
+    body = token[len(head) :]
+    if not _ALPHABET.issuperset(body):
+        return False
+    return checksum(body[:RANDOM_LENGTH]) == body[RANDOM_LENGTH:]
+
+
+def secret_digest(token: str) -> str:
+    """Lowercase hex SHA-256 of the whole token string: the only form that is stored."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def hint(token: str) -> str:
+    """The prefix and the first four characters after it, safe to display."""
+    head, _, body = token.partition("_")
+    return f"{head}_{body[:_HINT_LENGTH]}"

@@ -1,0 +1,147 @@
+"""``TokenClient``: send commands to the token service and await their replies.
+
+It subscribes to one reply channel of its own before sending anything, writes each
+command to ``tokens:commands`` with that channel as ``reply_to``, and matches replies
+by ``command_id``. A retry with the same ``command_id`` is safe: the service applies a
+command at most once and answers a repeat with ``"duplicate": true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from contracts import CommandReply, GenerateToken, RevokeToken, RotateToken
+from token_service.keys import Keys
+
+__all__ = ["ReplyTimeout", "TokenClient"]
+
+
+class ReplyTimeout(TimeoutError):
+    """No reply came in time: the service may be down or behind."""
+
+    def __init__(self, command_id: str, seconds: float) -> None:
+        super().__init__(
+            f"no reply to command {command_id!r} within {seconds:g}s: is the token service "
+            "running? (start it with `make run`)"
+        )
+        self.command_id = command_id
+
+
+class TokenClient:
+    """An async client for one actor; use it as ``async with TokenClient(...) as client``."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        actor: str,
+        key_prefix: str = "tokens",
+        timeout: float = 5.0,
+    ) -> None:
+        self.redis = redis
+        self.actor = actor
+        self.keys = Keys(key_prefix)
+        self.timeout = timeout
+        self.channel = f"{key_prefix}:replies:{uuid.uuid4().hex}"
+        self._waiting: dict[str, asyncio.Future[CommandReply]] = {}
+        self._pubsub: PubSub | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> TokenClient:
+        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        await self._pubsub.subscribe(self.channel)
+        self._listener = asyncio.create_task(self._listen(self._pubsub))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        async for message in pubsub.listen():
+            reply = CommandReply.model_validate_json(message["data"])
+            waiter = self._waiting.get(reply.command_id or "")
+            if waiter is not None and not waiter.done():
+                waiter.set_result(reply)
+
+    def _new_id(self) -> str:
+        return f"{self.actor[:32]}-{uuid.uuid4().hex}"
+
+    async def send(self, command: GenerateToken | RevokeToken | RotateToken) -> CommandReply:
+        """Send one command and wait for its reply, raising :class:`ReplyTimeout` if none."""
+        if self._listener is None:
+            raise RuntimeError("use TokenClient in `async with` before sending")
+        command = command.model_copy(update={"reply_to": self.channel})
+        waiter: asyncio.Future[CommandReply] = asyncio.get_running_loop().create_future()
+        self._waiting[command.command_id] = waiter
+        try:
+            await self.redis.xadd(self.keys.commands, {"data": command.model_dump_json()})
+            return await asyncio.wait_for(waiter, self.timeout)
+        except TimeoutError:
+            raise ReplyTimeout(command.command_id, self.timeout) from None
+        finally:
+            self._waiting.pop(command.command_id, None)
+
+    async def generate(
+        self,
+        name: str,
+        scopes: list[str],
+        *,
+        description: str | None = None,
+        expires_at: datetime | None = None,
+        command_id: str | None = None,
+    ) -> CommandReply:
+        """Generate a token; the reply's ``secret`` is the only copy of it."""
+        fields: dict[str, Any] = {"description": description, "expires_at": expires_at}
+        return await self.send(
+            GenerateToken(
+                command_id=command_id or self._new_id(),
+                actor=self.actor,
+                name=name,
+                scopes=scopes,
+                **fields,
+            )
+        )
+
+    async def revoke(
+        self, token_id: str, *, reason: str | None = None, command_id: str | None = None
+    ) -> CommandReply:
+        """Revoke a token at once."""
+        return await self.send(
+            RevokeToken(
+                command_id=command_id or self._new_id(),
+                actor=self.actor,
+                token_id=token_id,
+                reason=reason,
+            )
+        )
+
+    async def rotate(
+        self, token_id: str, *, grace_seconds: int = 0, command_id: str | None = None
+    ) -> CommandReply:
+        """Give a token a new secret; the old one works for ``grace_seconds`` more."""
+        return await self.send(
+            RotateToken(
+                command_id=command_id or self._new_id(),
+                actor=self.actor,
+                token_id=token_id,
+                grace_seconds=grace_seconds,
+            )
+        )

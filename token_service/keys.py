@@ -1,0 +1,101 @@
+"""The one place that knows the Redis key layout.
+
+Contract keys (other programs rely on them; see ``shared/CONTRACT.md``)::
+
+    {p}:commands               stream  commands in, consumer group ``token-service``
+    {p}:events                 stream  lifecycle events out, plus ``CommandRejected``
+    {p}:usage                  stream  ``TokenUsed`` from gateways
+    {p}:dead-letter            stream  entries that could not be handled, with the reason
+    {p}:secret:<sha256>        hash    token_id, scopes (space-separated), expires_at (ms)
+    {p}:admins                 set     actors allowed to send commands
+
+Private keys (may change without notice)::
+
+    {p}:token:<id>             hash    the token record behind ``TokenView``
+    {p}:token:<id>:secrets     zset    sha256 of each live secret -> valid-until ms (+inf)
+    {p}:name:<name>            string  id of the active token holding the name
+    {p}:index                  zset    token ids by creation time (ms)
+    {p}:expiries               zset    token ids by expiry time (ms)
+    {p}:command:<command_id>   string  JSON outcome of a handled command, kept for a TTL
+
+``{p}`` is ``TOKENS_KEY_PREFIX``. The Lua scripts derive secret and name keys from
+stored state, so they need a single Redis (or one slot), not a spread-out Cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under one prefix."""
+
+    prefix: str = "tokens"
+
+    @property
+    def commands(self) -> str:
+        """Stream of commands."""
+        return f"{self.prefix}:commands"
+
+    @property
+    def events(self) -> str:
+        """Stream of lifecycle events."""
+        return f"{self.prefix}:events"
+
+    @property
+    def usage(self) -> str:
+        """Stream of ``TokenUsed`` reports."""
+        return f"{self.prefix}:usage"
+
+    @property
+    def dead_letter(self) -> str:
+        """Stream of entries that could not be handled."""
+        return f"{self.prefix}:dead-letter"
+
+    @property
+    def admins(self) -> str:
+        """Set of administrators."""
+        return f"{self.prefix}:admins"
+
+    @property
+    def index(self) -> str:
+        """All token ids, by creation time."""
+        return f"{self.prefix}:index"
+
+    @property
+    def expiries(self) -> str:
+        """Token ids that expire, by expiry time."""
+        return f"{self.prefix}:expiries"
+
+    @property
+    def secret_prefix(self) -> str:
+        """What a secret key is before its digest."""
+        return f"{self.prefix}:secret:"
+
+    @property
+    def name_prefix(self) -> str:
+        """What a name key is before the name."""
+        return f"{self.prefix}:name:"
+
+    def secret(self, digest: str) -> str:
+        """The gateway lookup hash for one secret."""
+        return f"{self.secret_prefix}{digest}"
+
+    def token(self, token_id: str) -> str:
+        """One token's record."""
+        return f"{self.prefix}:token:{token_id}"
+
+    def token_secrets(self, token_id: str) -> str:
+        """The live secrets of one token."""
+        return f"{self.prefix}:token:{token_id}:secrets"
+
+    def name(self, name: str) -> str:
+        """Which active token holds a name."""
+        return f"{self.name_prefix}{name}"
+
+    def command(self, command_id: str) -> str:
+        """The remembered outcome of one command."""
+        return f"{self.prefix}:command:{command_id}"

@@ -1,0 +1,21 @@
+-- Prelude shared by every command script (prepended at load time).
+-- KEYS[1] the command's outcome record, KEYS[2] the admins set.
+-- ARGV[1] actor, ARGV[2] '1' when the actor is an admin by configuration,
+-- ARGV[3] how long to remember the outcome, in ms.
+-- A command seen before returns its first outcome and changes nothing; that is
+-- what makes redelivery safe.
+local prior = redis.call('GET', KEYS[1])
+if prior then
+  return {'duplicate', prior}
+end
+if ARGV[2] ~= '1' and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
+  return {'rejected', 'forbidden', 'only administrators may change tokens'}
+end
+
+local function remember_token(fields)
+  local flat = {}
+  for i = 1, #fields, 2 do
+    flat[fields[i]] = fields[i + 1]
+  end
+  redis.call('SET', KEYS[1], cjson.encode({ok = true, token = flat}), 'PX', ARGV[3])
+end

@@ -1,0 +1,27 @@
+-- RevokeToken. KEYS: 3 token record, 4 token secrets zset, 5 expiries, 6 events.
+-- ARGV: 4 token id, 5 now (RFC 3339), 6 TokenRevoked JSON, 7 secret key prefix,
+-- 8 name key prefix.
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  return {'rejected', 'not_found', 'no token has this id'}
+end
+if redis.call('HGET', KEYS[3], 'status') == 'revoked' then
+  return {'rejected', 'conflict', 'the token is already revoked'}
+end
+local token_id = ARGV[4]
+
+-- Every live secret goes at once: the current one and any still in a grace period.
+for _, digest in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  redis.call('DEL', ARGV[7] .. digest)
+end
+redis.call('DEL', KEYS[4])
+local name_key = ARGV[8] .. redis.call('HGET', KEYS[3], 'name')
+if redis.call('GET', name_key) == token_id then
+  redis.call('DEL', name_key)
+end
+redis.call('ZREM', KEYS[5], token_id)
+redis.call('HSET', KEYS[3], 'status', 'revoked', 'revoked_at', ARGV[5], 'revoked_by', ARGV[1])
+redis.call('XADD', KEYS[6], '*', 'data', ARGV[6])
+
+local fields = redis.call('HGETALL', KEYS[3])
+remember_token(fields)
+return {'ok', fields}

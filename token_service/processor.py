@@ -1,0 +1,286 @@
+"""Batch processing of ``tokens:commands``: per-command semantics, batched round trips.
+
+For a batch of entries: read each entry (:mod:`token_service.inbox`), run the handler,
+apply all mutations in one pipeline, record all rejections in a second, then publish
+replies, write dead letters and acknowledge in a third. An entry is acknowledged once
+its outcome is settled; one whose script Redis could not run stays pending, to be
+claimed again after the idle time and dead-lettered after too many deliveries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+import structlog
+
+from contracts import (
+    CommandBase,
+    CommandRejected,
+    CommandReply,
+    ErrorCode,
+    ErrorInfo,
+    format_timestamp,
+    utc_now,
+)
+from contracts.token_format import TOKEN_SHAPE
+from token_service.handlers import Context, Mutation, Rejection, handle
+from token_service.inbox import DeadLetter, Invalid, Parsed, open_entry
+from token_service.records import view_from_record
+from token_service.settings import ServiceSettings
+from token_service.store import Applied, Failed, Refused, Repeated, TokenStore
+
+__all__ = ["GROUP", "CommandProcessor", "StreamEntry"]
+
+GROUP = "token-service"
+StreamEntry = tuple[bytes, dict[bytes, bytes]]
+_log = structlog.get_logger("token_service.commands")
+
+
+@dataclass(slots=True)
+class _Work:
+    """One entry on its way through a batch."""
+
+    entry_id: str
+    fields: dict[bytes, bytes]
+    channels: tuple[str, ...] = ()
+    command_type: str = "unknown"
+    command_id: str | None = None
+    actor: str = "unknown"
+    token_id: str | None = None
+    mutation: Mutation | None = None
+    rejection: Rejection | None = None
+    dead_reason: str | None = None
+    reply: CommandReply | None = None
+    settled: bool = False
+    events: list[bytes] = field(default_factory=list)
+
+
+def _reply_from_outcome(command_id: str, outcome: dict[str, object]) -> CommandReply:
+    """The reply to a repeated command: its first outcome, marked, without any secret."""
+    if outcome.get("ok"):
+        record = outcome["token"]
+        assert isinstance(record, dict)
+        return CommandReply(
+            command_id=command_id, ok=True, duplicate=True, token=view_from_record(record)
+        )
+    return CommandReply.model_validate(
+        {"command_id": command_id, "ok": False, "duplicate": True, "error": outcome["error"]},
+        strict=False,
+    )
+
+
+class CommandProcessor:
+    """Handles batches of command entries for one consumer of the ``token-service`` group."""
+
+    def __init__(self, store: TokenStore, settings: ServiceSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.keys = store.keys
+        self._resources = frozenset(settings.resources)
+        self._admins = frozenset(settings.admins)
+
+    def _context(self) -> Context:
+        return Context(
+            keys=self.keys,
+            token_prefix=self.settings.token_prefix,
+            resources=self._resources,
+            admins=self._admins,
+            command_ttl_ms=self.settings.command_ttl_seconds * 1000,
+            now=utc_now(),
+        )
+
+    async def process(self, entries: Sequence[StreamEntry], *, claimed: bool = False) -> None:
+        """Handle a batch; ``claimed`` entries were taken over from a consumer that stalled."""
+        context = self._context()
+        batch = [_Work(entry_id.decode(), fields) for entry_id, fields in entries]
+        if claimed:
+            await self._give_up_on_repeated_failures(batch)
+        for work in batch:
+            if work.dead_reason is None:
+                self._prepare(work, context)
+        await self._apply(batch)
+        await self._reject(batch)
+        await self._finish(batch)
+
+    async def _give_up_on_repeated_failures(self, batch: list[_Work]) -> None:
+        for work in batch:
+            pending = await self.store.redis.xpending_range(
+                self.keys.commands, GROUP, min=work.entry_id, max=work.entry_id, count=1
+            )
+            deliveries = int(pending[0]["times_delivered"]) if pending else 1
+            if deliveries > self.settings.max_deliveries:
+                work.dead_reason = f"not handled after {deliveries - 1} deliveries"
+                work.settled = True
+
+    def _prepare(self, work: _Work, context: Context) -> None:
+        try:
+            opened = open_entry(work.fields)
+            if isinstance(opened, DeadLetter):
+                work.dead_reason, work.channels = opened.reason, opened.reply_channels
+                work.settled = True
+            elif isinstance(opened, Invalid):
+                work.channels, work.command_type = opened.reply_channels, opened.command_type
+                work.command_id, work.actor = opened.command_id, opened.actor
+                work.rejection = Rejection(
+                    ErrorCode.INVALID, "the command breaks the contract", opened.fields
+                )
+            else:
+                self._describe(work, opened)
+                outcome = handle(opened.command, context)
+                if isinstance(outcome, Rejection):
+                    work.rejection = outcome
+                else:
+                    work.mutation = outcome
+        except Exception as exc:  # a bug must not block the stream: park the entry
+            _log.exception("command_preparation_failed", entry_id=work.entry_id)
+            work.dead_reason = f"internal error while reading: {type(exc).__name__}"
+            work.settled = True
+
+    @staticmethod
+    def _describe(work: _Work, parsed: Parsed) -> None:
+        command: CommandBase = parsed.command
+        work.channels = parsed.reply_channels
+        work.command_type = type(command).__name__
+        work.command_id = command.command_id
+        work.actor = command.actor
+        work.token_id = getattr(command, "token_id", None)
+
+    async def _apply(self, batch: list[_Work]) -> None:
+        pending = [w for w in batch if w.mutation is not None]
+        outcomes = await self.store.apply([w.mutation for w in pending if w.mutation])
+        for work, outcome in zip(pending, outcomes, strict=True):
+            assert work.mutation is not None and work.command_id is not None
+            if isinstance(outcome, Applied):
+                work.reply = CommandReply(
+                    command_id=work.command_id,
+                    ok=True,
+                    token=view_from_record(outcome.record),
+                    secret=work.mutation.secret,
+                )
+                work.token_id = work.mutation.token_id
+                work.settled = True
+            elif isinstance(outcome, Repeated):
+                work.reply = _reply_from_outcome(work.command_id, outcome.outcome)
+                work.settled = True
+            elif isinstance(outcome, Refused):
+                token_id = None if work.mutation.script == "generate" else work.mutation.token_id
+                work.rejection = Rejection(ErrorCode(outcome.code), outcome.message, None, token_id)
+            else:
+                self._failed(work, outcome)
+
+    async def _reject(self, batch: list[_Work]) -> None:
+        recorded: list[_Work] = []
+        calls: list[tuple[str, bytes, bytes]] = []
+        for work in batch:
+            if work.rejection is None or work.settled:
+                continue
+            rejection = work.rejection
+            error = ErrorInfo(
+                code=rejection.code, message=rejection.message, fields=rejection.fields
+            )
+            work.reply = CommandReply(command_id=work.command_id, ok=False, error=error)
+            event = self._rejected_event(work, rejection.code.value, rejection.message)
+            if work.command_id is None:  # nothing to remember it by
+                work.events.append(event)
+                work.settled = True
+                continue
+            outcome = orjson.dumps(
+                {"ok": False, "error": error.model_dump(mode="json", exclude_none=True)}
+            )
+            recorded.append(work)
+            calls.append((work.command_id, outcome, event))
+        for work, result in zip(recorded, await self.store.record_rejections(calls), strict=True):
+            if isinstance(result, Repeated):
+                assert work.command_id is not None
+                work.reply = _reply_from_outcome(work.command_id, result.outcome)
+                work.settled = True
+            elif isinstance(result, Failed):
+                work.reply = None
+                self._failed(work, result)
+            else:
+                work.settled = True
+
+    def _rejected_event(self, work: _Work, code: str, message: str) -> bytes:
+        return CommandRejected(
+            actor=work.actor,
+            command_id=work.command_id,
+            token_id=work.token_id,
+            command_type=work.command_type,
+            code=code,
+            message=message,
+        ).to_json()
+
+    def _failed(self, work: _Work, failure: Failed) -> None:
+        _log.error(
+            "command_not_applied",
+            entry_id=work.entry_id,
+            command_id=work.command_id,
+            command_type=work.command_type,
+            error=str(failure.error),
+        )
+
+    def _dead_letter(self, work: _Work) -> bytes:
+        fields: dict[str, str] = {}
+        for name, value in work.fields.items():
+            text = value[:65536].decode("utf-8", "backslashreplace")
+            fields[name.decode("utf-8", "backslashreplace")] = TOKEN_SHAPE.sub(
+                lambda m: f"{m.group(1)}_***", text
+            )
+        reason = work.dead_reason or "unknown"
+        work.reply = CommandReply(
+            command_id=work.command_id,
+            ok=False,
+            error=ErrorInfo(
+                code=ErrorCode.INVALID, message=f"moved to dead-letter: {reason}",
+                fields={"data": reason},
+            ),
+        )
+        work.events.append(self._rejected_event(work, ErrorCode.INVALID.value, reason))
+        return orjson.dumps(
+            {
+                "type": "DeadLetter",
+                "stream": self.keys.commands,
+                "entry_id": work.entry_id,
+                "reason": reason,
+                "fields": fields,
+                "occurred_at": format_timestamp(utc_now()),
+                "consumer": self.settings.consumer_name,
+            }
+        )
+
+    async def _finish(self, batch: list[_Work]) -> None:
+        done = [w for w in batch if w.settled]
+        if not done:
+            return
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for work in done:
+                if work.dead_reason is not None:
+                    pipe.xadd(self.keys.dead_letter, {"data": self._dead_letter(work)})
+                for event in work.events:
+                    pipe.xadd(self.keys.events, {"data": event})
+                if work.reply is not None:
+                    payload = work.reply.to_json()
+                    for channel in work.channels:
+                        pipe.publish(channel, payload)
+            pipe.xack(self.keys.commands, GROUP, *[w.entry_id for w in done])
+            await pipe.execute()
+        for work in done:
+            self._log_outcome(work)
+
+    @staticmethod
+    def _log_outcome(work: _Work) -> None:
+        reply = work.reply
+        _log.info(
+            "command_handled",
+            entry_id=work.entry_id,
+            command_id=work.command_id,
+            command_type=work.command_type,
+            actor=work.actor,
+            token_id=work.token_id or (reply.token.id if reply and reply.token else None),
+            ok=bool(reply and reply.ok),
+            duplicate=bool(reply and reply.duplicate),
+            error=reply.error.code.value if reply and reply.error else None,
+            dead_letter=work.dead_reason,
+        )

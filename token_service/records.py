@@ -1,0 +1,67 @@
+"""The token record as stored in its Redis hash, and the ``TokenView`` built from it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import datetime
+
+from contracts import TokenStatus, TokenView, format_timestamp, to_millis
+
+__all__ = ["new_record", "view_from_record"]
+
+
+def new_record(
+    *,
+    token_id: str,
+    name: str,
+    description: str | None,
+    scopes: list[str],
+    created_at: datetime,
+    created_by: str,
+    expires_at: datetime | None,
+    hint: str,
+) -> dict[str, str]:
+    """The hash fields of a freshly generated token; optional fields are left out."""
+    record = {
+        "id": token_id,
+        "name": name,
+        "scopes": " ".join(scopes),
+        "status": TokenStatus.ACTIVE.value,
+        "created_at": format_timestamp(created_at),
+        "created_by": created_by,
+        "hint": hint,
+    }
+    if description is not None:
+        record["description"] = description
+    if expires_at is not None:
+        record["expires_at"] = format_timestamp(expires_at)
+        record["expires_ms"] = str(to_millis(expires_at))
+    return record
+
+
+def view_from_record(record: Mapping[str, str], now_ms: int | None = None) -> TokenView:
+    """The contract's view of a stored record; an active token past its expiry shows as expired."""
+    status = TokenStatus(record["status"])
+    expires_ms = record.get("expires_ms")
+    if status is TokenStatus.ACTIVE and expires_ms is not None:
+        if int(expires_ms) <= (now_ms if now_ms is not None else int(time.time() * 1000)):
+            status = TokenStatus.EXPIRED
+    return TokenView.model_validate(
+        {
+            "id": record["id"],
+            "name": record["name"],
+            "description": record.get("description"),
+            "scopes": record["scopes"].split(),
+            "status": status,
+            "created_at": record["created_at"],
+            "created_by": record["created_by"],
+            "expires_at": record.get("expires_at"),
+            "revoked_at": record.get("revoked_at"),
+            "revoked_by": record.get("revoked_by"),
+            "rotated_at": record.get("rotated_at"),
+            "last_used_at": record.get("last_used_at"),
+            "hint": record["hint"],
+        },
+        strict=False,
+    )

@@ -1,0 +1,62 @@
+"""The token service's settings: one typed object, read from the environment once at start-up."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["ServiceSettings", "default_consumer_name"]
+
+
+def default_consumer_name() -> str:
+    """hostname-pid: unique per process, so no two consumers share a pending list."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class ServiceSettings(BaseSettings):
+    """Everything the command handler can be told; environment names are in the aliases."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    key_prefix: str = Field(
+        default="tokens", min_length=1, validation_alias="TOKENS_KEY_PREFIX"
+    )
+    token_prefix: str = Field(
+        default="tok", pattern=r"^[A-Za-z0-9]{1,16}$", validation_alias="TOKENS_PREFIX"
+    )
+    admins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="TOKENS_ADMINS"
+    )
+    resources: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["entities", "events", "reports"],
+        validation_alias="TOKENS_RESOURCES",
+    )
+    consumer_name: str = Field(
+        default_factory=default_consumer_name,
+        validation_alias=AliasChoices("TOKENS_CONSUMER_NAME", "consumer_name"),
+    )
+    claim_idle_ms: int = Field(
+        default=30_000, ge=100, validation_alias="TOKENS_CLAIM_IDLE_MS"
+    )
+    max_deliveries: int = Field(default=5, ge=1, validation_alias="TOKENS_MAX_DELIVERIES")
+    command_ttl_seconds: int = Field(
+        default=7 * 24 * 3600, ge=60, validation_alias="TOKENS_COMMAND_TTL_SECONDS"
+    )
+    batch_size: int = Field(default=200, ge=1, le=10_000, validation_alias="TOKENS_BATCH_SIZE")
+    poll_ms: int = Field(default=100, ge=1, validation_alias="TOKENS_POLL_MS")
+    log_level: str = Field(
+        default="INFO", pattern=r"^(?i:debug|info|warning|error)$", validation_alias="LOG_LEVEL"
+    )
+
+    _split = field_validator("admins", "resources", mode="before")(_split_commas)
