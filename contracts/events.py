@@ -1,4 +1,4 @@
-"""Events: what happened, in the past tense, as written to ``tokens:events`` and ``tokens:usage``."""
+"""Events: what happened, in the past tense, on ``tokens:events`` and ``tokens:usage``."""
 
 from __future__ import annotations
 

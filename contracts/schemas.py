@@ -38,6 +38,5 @@ MESSAGE_MODELS: tuple[type[BaseModel], ...] = (
 def json_schemas() -> dict[str, dict[str, Any]]:
     """One JSON Schema per message, keyed by the message's name, as it appears on the wire."""
     return {
-        model.__name__: model.model_json_schema(mode="serialization")
-        for model in MESSAGE_MODELS
+        model.__name__: model.model_json_schema(mode="serialization") for model in MESSAGE_MODELS
     }

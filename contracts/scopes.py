@@ -36,7 +36,10 @@ def grants(held: Iterable[str], wanted: str) -> bool:
     needed = LEVELS.index(level)
     for scope in held:
         have_resource, _, have_level = scope.partition(":")
-        if have_resource == resource and have_level in LEVELS:
-            if LEVELS.index(have_level) >= needed:
-                return True
+        if (
+            have_resource == resource
+            and have_level in LEVELS
+            and LEVELS.index(have_level) >= needed
+        ):
+            return True
     return False

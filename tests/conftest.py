@@ -76,17 +76,17 @@ async def service(settings: ServiceSettings) -> AsyncIterator[Service]:
 
 
 @pytest.fixture
-async def client(service: Service, redis: Redis, settings: ServiceSettings) -> AsyncIterator[
-    TokenClient
-]:
+async def client(
+    service: Service, redis: Redis, settings: ServiceSettings
+) -> AsyncIterator[TokenClient]:
     """An administrator's client, connected to the running service."""
     async with TokenClient(redis, actor=ADMIN, key_prefix=settings.key_prefix, timeout=5) as c:
         yield c
 
 
-async def wait_for(predicate: object, timeout: float = 5.0) -> None:
-    """Poll an async predicate until it holds, failing the test after ``timeout``."""
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(predicate: object, limit_s: float = 5.0) -> None:
+    """Poll an async predicate until it holds, failing the test after ``limit_s``."""
+    deadline = asyncio.get_running_loop().time() + limit_s
     while True:
         if await predicate():  # type: ignore[operator]
             return

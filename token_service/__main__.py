@@ -40,9 +40,9 @@ def main() -> int:
             f"Administrator '{admin}' is in {keys.admins}. Try:\n"
             f"  redis-cli -p {embedded.port} SUBSCRIBE my-replies    # in one terminal\n"
             f"  redis-cli -p {embedded.port} XADD {keys.commands} '*' data "
-            f"'{{\"type\":\"GenerateToken\",\"command_id\":\"c-1\",\"actor\":\"{admin}\","
-            f"\"name\":\"first\",\"scopes\":[\"{settings.resources[0]}:read\"],"
-            f"\"reply_to\":\"my-replies\"}}'",
+            f'\'{{"type":"GenerateToken","command_id":"c-1","actor":"{admin}",'
+            f'"name":"first","scopes":["{settings.resources[0]}:read"],'
+            f'"reply_to":"my-replies"}}\'',
             flush=True,
         )
     try:

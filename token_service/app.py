@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from token_service.store import TokenStore
 __all__ = ["Service", "build_service"]
 
 _log = structlog.get_logger("token_service")
+_MESSAGE = Context("message")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,7 @@ def build_service(settings: ServiceSettings) -> Service:
     if settings.redis_url is None:
         raise ValueError("REDIS_URL is required here; `python -m token_service` embeds one")
     keys = Keys(settings.key_prefix)
-    broker = RedisBroker(settings.redis_url, logger=None)
+    broker = RedisBroker(settings.redis_url, logger=logging.getLogger("token_service.broker"))
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     store = TokenStore(redis, keys, settings.command_ttl_seconds * 1000)
     processor = CommandProcessor(store, settings)
@@ -70,17 +72,19 @@ def build_service(settings: ServiceSettings) -> Service:
         "no_reply": True,
     }
 
-    @broker.subscriber(stream=stream(), **common)
-    async def read_commands(message: RedisBatchStreamMessage = Context("message")) -> None:
+    @broker.subscriber(stream=stream(), **common)  # type: ignore[untyped-decorator]
+    async def read_commands(message: RedisBatchStreamMessage = _MESSAGE) -> None:
         await processor.process(_entries(message))
 
     # XAUTOCLAIM never reads new entries, so a second subscriber takes over entries that
     # a crashed or stalled consumer left pending for longer than the claim idle time.
-    @broker.subscriber(stream=stream(min_idle_time=settings.claim_idle_ms), **common)
-    async def claim_stalled(message: RedisBatchStreamMessage = Context("message")) -> None:
+    @broker.subscriber(  # type: ignore[untyped-decorator]
+        stream=stream(min_idle_time=settings.claim_idle_ms), **common
+    )
+    async def claim_stalled(message: RedisBatchStreamMessage = _MESSAGE) -> None:
         await processor.process(_entries(message), claimed=True)
 
-    app = FastStream(broker, logger=None)
+    app = FastStream(broker, logger=logging.getLogger("token_service.app"))
 
     @app.on_startup
     async def prepare() -> None:

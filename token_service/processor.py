@@ -151,7 +151,8 @@ class CommandProcessor:
         pending = [w for w in batch if w.mutation is not None]
         outcomes = await self.store.apply([w.mutation for w in pending if w.mutation])
         for work, outcome in zip(pending, outcomes, strict=True):
-            assert work.mutation is not None and work.command_id is not None
+            assert work.mutation is not None
+            assert work.command_id is not None
             if isinstance(outcome, Applied):
                 work.reply = CommandReply(
                     command_id=work.command_id,
@@ -233,7 +234,8 @@ class CommandProcessor:
             command_id=work.command_id,
             ok=False,
             error=ErrorInfo(
-                code=ErrorCode.INVALID, message=f"moved to dead-letter: {reason}",
+                code=ErrorCode.INVALID,
+                message=f"moved to dead-letter: {reason}",
                 fields={"data": reason},
             ),
         )

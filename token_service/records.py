@@ -44,9 +44,9 @@ def view_from_record(record: Mapping[str, str], now_ms: int | None = None) -> To
     """The contract's view of a stored record; an active token past its expiry shows as expired."""
     status = TokenStatus(record["status"])
     expires_ms = record.get("expires_ms")
-    if status is TokenStatus.ACTIVE and expires_ms is not None:
-        if int(expires_ms) <= (now_ms if now_ms is not None else int(time.time() * 1000)):
-            status = TokenStatus.EXPIRED
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    if status is TokenStatus.ACTIVE and expires_ms is not None and int(expires_ms) <= now:
+        status = TokenStatus.EXPIRED
     return TokenView.model_validate(
         {
             "id": record["id"],

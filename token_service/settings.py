@@ -29,9 +29,7 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
-    key_prefix: str = Field(
-        default="tokens", min_length=1, validation_alias="TOKENS_KEY_PREFIX"
-    )
+    key_prefix: str = Field(default="tokens", min_length=1, validation_alias="TOKENS_KEY_PREFIX")
     token_prefix: str = Field(
         default="tok", pattern=r"^[A-Za-z0-9]{1,16}$", validation_alias="TOKENS_PREFIX"
     )
@@ -46,9 +44,7 @@ class ServiceSettings(BaseSettings):
         default_factory=default_consumer_name,
         validation_alias=AliasChoices("TOKENS_CONSUMER_NAME", "consumer_name"),
     )
-    claim_idle_ms: int = Field(
-        default=30_000, ge=100, validation_alias="TOKENS_CLAIM_IDLE_MS"
-    )
+    claim_idle_ms: int = Field(default=30_000, ge=100, validation_alias="TOKENS_CLAIM_IDLE_MS")
     max_deliveries: int = Field(default=5, ge=1, validation_alias="TOKENS_MAX_DELIVERIES")
     command_ttl_seconds: int = Field(
         default=7 * 24 * 3600, ge=60, validation_alias="TOKENS_COMMAND_TTL_SECONDS"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -109,7 +109,9 @@ class TokenStore:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def _run(self, calls: Sequence[tuple[str, list[str], list[str | int]]]) -> list[object]:
+    async def _run(
+        self, calls: Sequence[tuple[str, list[str], Sequence[str | int]]]
+    ) -> list[object]:
         if not self._shas:
             await self.load_scripts()
         for attempt in range(2):
@@ -146,5 +148,5 @@ class TokenStore:
 
     async def get(self, token_id: str) -> TokenView | None:
         """One token as the contract's view, or ``None`` when no token has this id."""
-        record = await self.redis.hgetall(self.keys.token(token_id))  # type: ignore[misc]
+        record = cast(dict[str, str], await self.redis.hgetall(self.keys.token(token_id)))
         return view_from_record(record) if record else None
