@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from contracts._time import Timestamp
 from contracts.scopes import Scope
+from contracts.token_format import find_tokens
 
 __all__ = [
     "COMMAND_TYPES",
@@ -19,17 +20,31 @@ __all__ = [
     "command_adapter",
 ]
 
-CommandId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x20-\x7e]+$")]
-Actor = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Channel = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")]
-TokenId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")]
+
+def _no_secret(text: str) -> str:
+    # A pasted token would otherwise be stored, logged and sent on in events.
+    if find_tokens(text):
+        raise ValueError("holds an API token; never send a secret in a command")
+    return text
+
+
+NoSecret = AfterValidator(_no_secret)
+CommandId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x20-\x7e]+$"), NoSecret]
+Actor = Annotated[
+    str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$"), NoSecret
+]
+Channel = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$"), NoSecret]
+TokenId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$"), NoSecret]
+TokenName = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"), NoSecret
+]
 MAX_GRACE_SECONDS = 604_800
 
 
 class CommandBase(BaseModel):
     """Fields every command carries."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, hide_input_in_errors=True)
 
     command_id: CommandId
     actor: Actor
@@ -40,8 +55,8 @@ class GenerateToken(CommandBase):
     """Issue a new token for one integration."""
 
     type: Literal["GenerateToken"] = "GenerateToken"
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    description: str | None = Field(default=None, max_length=1024)
+    name: TokenName
+    description: Annotated[str, Field(max_length=1024), NoSecret] | None = None
     scopes: list[Scope] = Field(min_length=1, max_length=50)
     expires_at: Timestamp | None = None
 
@@ -58,7 +73,7 @@ class RevokeToken(CommandBase):
 
     type: Literal["RevokeToken"] = "RevokeToken"
     token_id: TokenId
-    reason: str | None = Field(default=None, max_length=512)
+    reason: Annotated[str, Field(max_length=512), NoSecret] | None = None
 
 
 class RotateToken(CommandBase):

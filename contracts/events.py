@@ -29,7 +29,7 @@ def _new_event_id() -> str:
 class EventBase(BaseModel):
     """Fields every event carries."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, hide_input_in_errors=True)
 
     schema_version: Literal[1] = 1
     event_id: str = Field(default_factory=_new_event_id)

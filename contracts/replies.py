@@ -24,7 +24,7 @@ class ErrorCode(StrEnum):
 class ErrorInfo(BaseModel):
     """A rejection the caller can act on: a code, a message and the fields at fault."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, hide_input_in_errors=True)
 
     code: ErrorCode
     message: str
@@ -34,7 +34,7 @@ class ErrorInfo(BaseModel):
 class CommandReply(BaseModel):
     """The outcome of one command; ``secret`` only in the first reply that mints one."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, hide_input_in_errors=True)
 
     command_id: str | None
     ok: bool

@@ -17,6 +17,7 @@ __all__ = [
     "RANDOM_LENGTH",
     "TOKEN_SHAPE",
     "checksum",
+    "find_tokens",
     "hint",
     "is_well_formed",
     "mint",
@@ -70,3 +71,12 @@ def hint(token: str) -> str:
     """The prefix and the first four characters after it, safe to display."""
     head, _, body = token.partition("_")
     return f"{head}_{body[:_HINT_LENGTH]}"
+
+
+def find_tokens(text: str) -> list[str]:
+    """Every well-formed token in ``text``, whatever its prefix; lookalikes are skipped."""
+    return [
+        match.group(0)
+        for match in TOKEN_SHAPE.finditer(text)
+        if checksum(match.group(2)[:RANDOM_LENGTH]) == match.group(2)[RANDOM_LENGTH:]
+    ]

@@ -22,7 +22,7 @@ class TokenStatus(StrEnum):
 class TokenView(BaseModel):
     """What a reply, a listing or the CLI shows of one token."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, hide_input_in_errors=True)
 
     id: str
     name: str

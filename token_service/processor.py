@@ -24,7 +24,7 @@ from contracts import (
     format_timestamp,
     utc_now,
 )
-from contracts.token_format import TOKEN_SHAPE
+from contracts.token_format import TOKEN_SHAPE, find_tokens
 from token_service.handlers import Context, Mutation, Rejection, handle
 from token_service.inbox import DeadLetter, Invalid, Parsed, open_entry
 from token_service.records import view_from_record
@@ -54,6 +54,7 @@ class _Work:
     dead_reason: str | None = None
     reply: CommandReply | None = None
     settled: bool = False
+    holds_secret: bool = False
     events: list[bytes] = field(default_factory=list)
 
 
@@ -116,6 +117,9 @@ class CommandProcessor:
 
     def _prepare(self, work: _Work, context: Context) -> None:
         try:
+            work.holds_secret = any(
+                find_tokens(value.decode("utf-8", "replace")) for value in work.fields.values()
+            )
             opened = open_entry(work.fields)
             if isinstance(opened, DeadLetter):
                 work.dead_reason, work.channels = opened.reason, opened.reply_channels
@@ -267,6 +271,10 @@ class CommandProcessor:
                     for channel in work.channels:
                         pipe.publish(channel, payload)
             pipe.xack(self.keys.commands, GROUP, *[w.entry_id for w in done])
+            # A command that carried a real token was refused; its entry must not keep it.
+            leaked = [w.entry_id for w in done if w.holds_secret]
+            if leaked:
+                pipe.xdel(self.keys.commands, *leaked)
             await pipe.execute()
         for work in done:
             self._log_outcome(work)

@@ -1,0 +1,72 @@
+"""Token strings: shape, checksum and the forms that may be stored or shown."""
+
+import hashlib
+import zlib
+
+from contracts.token_format import (
+    BASE62,
+    checksum,
+    hint,
+    is_well_formed,
+    mint,
+    secret_digest,
+)
+
+
+def test_minted_token_has_prefix_random_part_and_checksum() -> None:
+    token = mint("tok")
+    prefix, _, body = token.partition("_")
+    assert prefix == "tok"
+    assert len(body) == 38
+    assert set(body) <= set(BASE62)
+    assert body[32:] == checksum(body[:32])
+
+
+def test_checksum_is_crc32_in_base62_left_padded() -> None:
+    random_part = "A" * 32
+    value = zlib.crc32(random_part.encode())
+    digits = ""
+    while value:
+        value, rest = divmod(value, 62)
+        digits = BASE62[rest] + digits
+    assert checksum(random_part) == digits.rjust(6, "0")
+    assert len(checksum("0" * 32)) == 6
+
+
+def test_minted_tokens_are_well_formed_and_distinct() -> None:
+    tokens = {mint() for _ in range(200)}
+    assert len(tokens) == 200
+    assert all(is_well_formed(token) for token in tokens)
+
+
+def test_a_changed_character_fails_the_checksum() -> None:
+    token = mint()
+    position = 10
+    swapped = "B" if token[position] != "B" else "C"
+    tampered = token[:position] + swapped + token[position + 1 :]
+    assert not is_well_formed(tampered)
+
+
+def test_wrong_prefix_length_or_alphabet_is_malformed() -> None:
+    token = mint("tok")
+    assert not is_well_formed(token, prefix="abc")
+    assert not is_well_formed(token[:-1])
+    assert not is_well_formed(token + "0")
+    assert not is_well_formed(token[:-6] + "!!!!!!")
+    assert not is_well_formed("")
+
+
+def test_custom_prefix_round_trips() -> None:
+    token = mint("acme")
+    assert token.startswith("acme_")
+    assert is_well_formed(token, prefix="acme")
+
+
+def test_digest_is_lowercase_hex_sha256_of_the_whole_string() -> None:
+    token = mint()
+    assert secret_digest(token) == hashlib.sha256(token.encode()).hexdigest()
+
+
+def test_hint_is_prefix_and_four_characters() -> None:
+    token = mint()
+    assert hint(token) == token[:8]
