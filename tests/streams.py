@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -13,10 +13,14 @@ from redis.asyncio import Redis
 from contracts import CommandReply
 
 
+async def entries(redis: Redis, stream: str) -> list[tuple[str, dict[str, str]]]:
+    """Every entry of a stream, oldest first, from a client that decodes to str."""
+    return cast(list[tuple[str, dict[str, str]]], await redis.xrange(stream))
+
+
 async def stream_data(redis: Redis, stream: str) -> list[dict[str, Any]]:
     """Every entry's decoded ``data`` field, oldest first."""
-    entries = await redis.xrange(stream)
-    return [orjson.loads(fields["data"]) for _, fields in entries]
+    return [orjson.loads(fields["data"]) for _, fields in await entries(redis, stream)]
 
 
 async def events_of(redis: Redis, stream: str, kind: str) -> list[dict[str, Any]]:
@@ -89,6 +93,7 @@ async def listening(redis: Redis, channel: str) -> AsyncIterator[Replies]:
 
 async def send_raw(redis: Redis, stream: str, **fields: Any) -> str:
     """XADD an entry as given; dicts are JSON-encoded into ``data``."""
-    encoded = {k: orjson.dumps(v) if isinstance(v, dict) else v for k, v in fields.items()}
-    entry_id: str = await redis.xadd(stream, encoded)
-    return entry_id
+    encoded: dict[Any, Any] = {
+        k: orjson.dumps(v) if isinstance(v, dict) else v for k, v in fields.items()
+    }
+    return cast(str, await redis.xadd(stream, encoded))

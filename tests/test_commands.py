@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from contracts import ErrorCode, TokenStatus, utc_now
 from contracts.token_format import is_well_formed, secret_digest
 from tests.conftest import ADMIN
-from tests.streams import events_of, listening, send_raw
+from tests.streams import entries, events_of, listening, send_raw
 from token_service.client import TokenClient
 from token_service.keys import Keys
 from token_service.settings import ServiceSettings
@@ -278,5 +278,5 @@ async def test_command_holding_a_real_token_is_refused_and_erased(
     assert reply.error.fields is not None
     assert set(reply.error.fields) == {"description"}
     assert created.secret not in reply.to_json().decode()
-    for _, fields in await redis.xrange(keys.commands):
+    for _, fields in await entries(redis, keys.commands):
         assert created.secret not in fields["data"]

@@ -24,7 +24,7 @@ SCHEMAS = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 
 
 def _generate(**fields: object) -> bytes:
-    body = {
+    body: dict[str, object] = {
         "type": "GenerateToken",
         "command_id": "c-1",
         "actor": "alice",

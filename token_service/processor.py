@@ -52,6 +52,7 @@ class _Work:
     mutation: Mutation | None = None
     rejection: Rejection | None = None
     dead_reason: str | None = None
+    dead_code: ErrorCode = ErrorCode.INVALID
     reply: CommandReply | None = None
     settled: bool = False
     holds_secret: bool = False
@@ -113,7 +114,11 @@ class CommandProcessor:
             deliveries = int(pending[0]["times_delivered"]) if pending else 1
             if deliveries > self.settings.max_deliveries:
                 work.dead_reason = f"not handled after {deliveries - 1} deliveries"
+                work.dead_code = ErrorCode.INTERNAL
                 work.settled = True
+                opened = open_entry(work.fields)
+                if isinstance(opened, Parsed):  # so that the sender hears why
+                    self._describe(work, opened)
 
     def _prepare(self, work: _Work, context: Context) -> None:
         try:
@@ -234,16 +239,17 @@ class CommandProcessor:
                 lambda m: f"{m.group(1)}_***", text
             )
         reason = work.dead_reason or "unknown"
+        invalid = work.dead_code is ErrorCode.INVALID
         work.reply = CommandReply(
             command_id=work.command_id,
             ok=False,
             error=ErrorInfo(
-                code=ErrorCode.INVALID,
+                code=work.dead_code,
                 message=f"moved to dead-letter: {reason}",
-                fields={"data": reason},
+                fields={"data": reason} if invalid else None,
             ),
         )
-        work.events.append(self._rejected_event(work, ErrorCode.INVALID.value, reason))
+        work.events.append(self._rejected_event(work, work.dead_code.value, reason))
         return orjson.dumps(
             {
                 "type": "DeadLetter",

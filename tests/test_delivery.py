@@ -1,0 +1,145 @@
+"""Delivery: nothing sent is lost, nothing bad blocks the stream, nothing applies twice."""
+
+from __future__ import annotations
+
+import orjson
+from faststream.redis import RedisBroker
+from redis.asyncio import Redis
+
+from contracts import ErrorCode
+from tests.conftest import ADMIN, wait_for
+from tests.streams import events_of, listening, send_raw, stream_data
+from token_service.app import Service, build_service
+from token_service.keys import Keys
+from token_service.processor import GROUP
+from token_service.settings import ServiceSettings
+
+
+def _generate(command_id: str, name: str, reply_to: str) -> dict[str, object]:
+    return {
+        "type": "GenerateToken",
+        "command_id": command_id,
+        "actor": ADMIN,
+        "name": name,
+        "scopes": ["entities:read"],
+        "reply_to": reply_to,
+    }
+
+
+async def _pending(redis: Redis, keys: Keys) -> int:
+    summary = await redis.xpending(keys.commands, GROUP)
+    return int(summary["pending"])
+
+
+async def test_command_sent_before_the_first_start_is_processed(
+    settings: ServiceSettings, redis: Redis, keys: Keys
+) -> None:
+    async with listening(redis, "r-early") as replies:
+        await send_raw(redis, keys.commands, data=_generate("c-early", "early", "r-early"))
+        service = build_service(settings)
+        await service.app.start()
+        try:
+            reply = await replies.wait_for("c-early")
+        finally:
+            await service.app.stop()
+            await service.store.redis.aclose()
+    assert reply.ok
+
+
+async def test_bad_entries_go_to_dead_letter_and_the_next_command_still_runs(
+    service: Service, redis: Redis, keys: Keys
+) -> None:
+    async with listening(redis, "r-dlq") as replies:
+        await redis.xadd(keys.commands, {"data": b"\xff\xfe not json"})
+        await redis.xadd(keys.commands, {"data": b"[1, 2, 3]"})
+        await redis.xadd(keys.commands, {"payload": b"{}"})
+        unknown = {"type": "DeleteEverything", "command_id": "c-x", "reply_to": "r-dlq"}
+        await send_raw(redis, keys.commands, data=unknown)
+        await send_raw(redis, keys.commands, data=_generate("c-after", "after", "r-dlq"))
+        after = await replies.wait_for("c-after")
+        refusal = await replies.wait_for(None)
+    assert after.ok
+    assert refusal.error is not None
+    assert refusal.error.code is ErrorCode.INVALID
+    assert "DeleteEverything" in refusal.error.message
+    letters = await stream_data(redis, keys.dead_letter)
+    reasons = [letter["reason"] for letter in letters]
+    assert len(letters) == 4
+    assert reasons[0].startswith("undecodable")
+    assert reasons[1] == "not a JSON object"
+    assert reasons[2].startswith("no 'data' field")
+    assert reasons[3] == "unknown command type DeleteEverything"
+    assert letters[3]["fields"]["data"] == orjson.dumps(unknown).decode()
+    assert all(letter["stream"] == keys.commands for letter in letters)
+    await wait_for(lambda: _no_pending(redis, keys))
+    rejected = await events_of(redis, keys.events, "CommandRejected")
+    assert len(rejected) == 4
+
+
+async def _no_pending(redis: Redis, keys: Keys) -> bool:
+    return await _pending(redis, keys) == 0
+
+
+async def test_faststream_request_gets_its_reply(
+    service: Service, settings: ServiceSettings, keys: Keys
+) -> None:
+    broker = RedisBroker(settings.redis_url or "")
+    await broker.start()
+    try:
+        command = {k: v for k, v in _generate("c-fs", "via-faststream", "").items() if v}
+        response = await broker.request(command, stream=keys.commands, timeout=5)
+        reply = orjson.loads(response.body)
+    finally:
+        await broker.stop()
+    assert reply["command_id"] == "c-fs"
+    assert reply["ok"] is True
+    assert reply["secret"].startswith("tok_")
+
+
+async def test_entry_left_by_a_crashed_consumer_is_claimed_and_applied_once(
+    settings: ServiceSettings, redis: Redis, keys: Keys
+) -> None:
+    await redis.xgroup_create(keys.commands, GROUP, id="0", mkstream=True)
+    async with listening(redis, "r-claim") as replies:
+        await send_raw(redis, keys.commands, data=_generate("c-orphan", "orphan", "r-claim"))
+        # A consumer that read the entry and died before acknowledging it.
+        await redis.xreadgroup(GROUP, "ghost", {keys.commands: ">"}, count=10)
+        service = build_service(settings)
+        await service.app.start()
+        try:
+            reply = await replies.wait_for("c-orphan", limit_s=10)
+        finally:
+            await service.app.stop()
+            await service.store.redis.aclose()
+    assert reply.ok
+    assert len(await events_of(redis, keys.events, "TokenCreated")) == 1
+    assert await _pending(redis, keys) == 0
+
+
+async def test_entry_that_keeps_failing_is_dead_lettered_and_the_stream_goes_on(
+    settings: ServiceSettings, redis: Redis, keys: Keys
+) -> None:
+    # A name key of the wrong type makes the script fail inside Redis on every delivery.
+    await redis.hset(keys.name("cursed"), "x", "1")
+    service = build_service(settings.model_copy(update={"max_deliveries": 2}))
+    await service.app.start()
+    try:
+        async with listening(redis, "r-cursed") as replies:
+            await send_raw(redis, keys.commands, data=_generate("c-cursed", "cursed", "r-cursed"))
+            await send_raw(redis, keys.commands, data=_generate("c-fine", "fine", "r-cursed"))
+            assert (await replies.wait_for("c-fine")).ok
+            await wait_for(lambda: _dead_letters(redis, keys), limit_s=15)
+            gave_up = await replies.wait_for("c-cursed")
+    finally:
+        await service.app.stop()
+        await service.store.redis.aclose()
+    assert gave_up.error is not None
+    assert gave_up.error.code is ErrorCode.INTERNAL
+    (letter,) = await stream_data(redis, keys.dead_letter)
+    assert letter["reason"] == "not handled after 2 deliveries"
+    assert "c-cursed" in letter["fields"]["data"]
+    await wait_for(lambda: _no_pending(redis, keys))
+
+
+async def _dead_letters(redis: Redis, keys: Keys) -> bool:
+    return bool(await redis.xlen(keys.dead_letter))
