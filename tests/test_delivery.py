@@ -10,9 +10,12 @@ from contracts import ErrorCode
 from tests.conftest import ADMIN, wait_for
 from tests.streams import events_of, listening, send_raw, stream_data
 from token_service.app import Service, build_service
+from token_service.handlers import Mutation, handle
+from token_service.inbox import Parsed, open_entry
 from token_service.keys import Keys
 from token_service.processor import GROUP
 from token_service.settings import ServiceSettings
+from token_service.store import Applied
 
 
 def _generate(command_id: str, name: str, reply_to: str) -> dict[str, object]:
@@ -143,3 +146,32 @@ async def test_entry_that_keeps_failing_is_dead_lettered_and_the_stream_goes_on(
 
 async def _dead_letters(redis: Redis, keys: Keys) -> bool:
     return bool(await redis.xlen(keys.dead_letter))
+
+
+async def test_command_applied_but_not_acknowledged_is_answered_as_a_duplicate(
+    settings: ServiceSettings, redis: Redis, keys: Keys
+) -> None:
+    """A consumer that ran the script and died before its XACK: the retry changes nothing."""
+    service = build_service(settings)
+    await service.store.ensure_group(keys.commands, GROUP)
+    async with listening(redis, "r-half") as replies:
+        await send_raw(redis, keys.commands, data=_generate("c-half", "half", "r-half"))
+        ((_, [(entry_id, fields)]),) = await service.store.redis.xreadgroup(
+            GROUP, "ghost", {keys.commands: ">"}
+        )
+        parsed = open_entry({k.encode(): v.encode() for k, v in fields.items()})
+        assert isinstance(parsed, Parsed)
+        mutation = handle(parsed.command, service.processor._context())
+        assert isinstance(mutation, Mutation)
+        assert isinstance((await service.store.apply([mutation]))[0], Applied)
+        await service.app.start()
+        try:
+            reply = await replies.wait_for("c-half", limit_s=10)
+        finally:
+            await service.app.stop()
+            await service.store.redis.aclose()
+    assert reply.ok
+    assert reply.duplicate
+    assert reply.secret is None
+    assert len(await events_of(redis, keys.events, "TokenCreated")) == 1
+    assert await _pending(redis, keys) == 0

@@ -1,0 +1,117 @@
+"""A service killed with SIGKILL in the middle of a burst, then restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from tests.conftest import ADMIN
+from tests.leaks import tokens_in_lines, tokens_in_redis
+from tests.streams import events_of, listening
+from token_service.keys import Keys
+from token_service.processor import GROUP
+from token_service.settings import ServiceSettings
+
+BURST = 1000
+
+
+@contextmanager
+def service_process(settings: ServiceSettings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m token_service`` on the test's Redis and prefix; killed on the way out."""
+    env = {
+        **os.environ,
+        "REDIS_URL": settings.redis_url or "",
+        "TOKENS_KEY_PREFIX": settings.key_prefix,
+        "TOKENS_ADMINS": ADMIN,
+        "TOKENS_RESOURCES": ",".join(settings.resources),
+        "TOKENS_CLAIM_IDLE_MS": "1000",
+        "TOKENS_BATCH_SIZE": "50",
+    }
+    env.pop("TOKENS_CONSUMER_NAME", None)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "token_service"], env=env, stdout=out, stderr=out
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+async def _group_exists(redis: Redis, keys: Keys) -> bool:
+    if not await redis.exists(keys.commands):
+        return False
+    groups = await redis.xinfo_groups(keys.commands)
+    return any(group["name"] == GROUP for group in groups)
+
+
+async def _until(condition: object, limit_s: float) -> None:
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while not await condition():  # type: ignore[operator]
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+async def test_sigkill_mid_burst_then_restart_applies_every_command_once(
+    settings: ServiceSettings, redis: Redis, keys: Keys, tmp_path: Path
+) -> None:
+    log = tmp_path / "service.log"
+    ids = [f"burst-{n:04d}" for n in range(BURST)]
+    async with listening(redis, "r-burst") as replies:
+        with service_process(settings, log) as first:
+            await _until(lambda: _group_exists(redis, keys), 20)
+            for start in range(0, BURST, 100):
+                async with redis.pipeline(transaction=False) as pipe:
+                    for command_id in ids[start : start + 100]:
+                        command = {
+                            "type": "GenerateToken",
+                            "command_id": command_id,
+                            "actor": ADMIN,
+                            "name": command_id,
+                            "scopes": ["entities:read"],
+                            "reply_to": "r-burst",
+                        }
+                        pipe.xadd(keys.commands, {"data": orjson.dumps(command)})
+                    await pipe.execute()
+                if start == 500:  # the service is busy with the burst: kill it mid-batch
+                    await replies.wait_count(120, limit_s=20)
+                    first.send_signal(signal.SIGKILL)
+                    first.wait(10)
+        answered_before_restart = len({r.command_id for r in replies.received})
+        with service_process(settings, log):
+            await replies.wait_count(BURST, limit_s=60)
+            await _until(lambda: _nothing_pending(redis, keys), 20)
+
+    created = await events_of(redis, keys.events, "TokenCreated")
+    duplicates = sum(reply.duplicate for reply in replies.received)
+    print(  # figures for the report: run with -s to see them
+        f"\nburst={BURST} answered_before_kill={answered_before_restart} "
+        f"replies={len(replies.received)} duplicate_replies={duplicates} created={len(created)}"
+    )
+    assert sorted(event["command_id"] for event in created) == ids
+    assert len({event["event_id"] for event in created}) == BURST
+    assert await redis.zcard(keys.index) == BURST
+    assert all(reply.ok for reply in replies.received)
+    assert {reply.command_id for reply in replies.received} == set(ids)
+    assert await redis.xlen(keys.dead_letter) == 0
+    assert 0 < answered_before_restart < BURST
+    assert await tokens_in_redis(redis, f"{settings.key_prefix}:*") == []
+    assert tokens_in_lines(log.read_text().splitlines()) == []
+
+
+async def _nothing_pending(redis: Redis, keys: Keys) -> bool:
+    return int((await redis.xpending(keys.commands, GROUP))["pending"]) == 0
