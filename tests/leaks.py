@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
 from contracts.token_format import find_tokens
 
 
-async def _values(redis: Redis, key: str) -> list[str]:
-    kind = await redis.type(key)
+async def _values(redis: Redis, key: bytes) -> list[str]:
+    kind = cast(bytes, await redis.type(key)).decode()
     found: list[Any]
     if kind == "string":
         found = [await redis.get(key)]
@@ -26,21 +26,25 @@ async def _values(redis: Redis, key: str) -> list[str]:
     elif kind == "stream":
         found = [
             item
-            for _, fields in await redis.xrange(key)
+            for _, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(key))
             for pair in fields.items()
             for item in pair
         ]
     else:
         found = []
-    return [key, *(str(v) for v in found if v is not None)]
+    return [v.decode("utf-8", "replace") for v in (key, *found) if v is not None]
 
 
-async def tokens_in_redis(redis: Redis, match: str = "*") -> list[tuple[str, str]]:
+async def tokens_in_redis(url: str, match: str = "*") -> list[tuple[str, str]]:
     """``(key, token)`` for every well-formed token in any key name or value."""
     leaks: list[tuple[str, str]] = []
-    async for key in redis.scan_iter(match=match, count=1000):
-        for text in await _values(redis, key):
-            leaks.extend((key, token) for token in find_tokens(text))
+    redis = Redis.from_url(url)  # bytes: some entries are deliberately not UTF-8
+    try:
+        async for key in redis.scan_iter(match=match, count=1000):
+            for text in await _values(redis, key):
+                leaks.extend((key.decode("utf-8", "replace"), t) for t in find_tokens(text))
+    finally:
+        await redis.aclose()
     return leaks
 
 

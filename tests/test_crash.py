@@ -109,7 +109,7 @@ async def test_sigkill_mid_burst_then_restart_applies_every_command_once(
     assert {reply.command_id for reply in replies.received} == set(ids)
     assert await redis.xlen(keys.dead_letter) == 0
     assert 0 < answered_before_restart < BURST
-    assert await tokens_in_redis(redis, f"{settings.key_prefix}:*") == []
+    assert await tokens_in_redis(settings.redis_url or "", f"{settings.key_prefix}:*") == []
     assert tokens_in_lines(log.read_text().splitlines()) == []
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import orjson
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
@@ -156,9 +158,8 @@ async def test_command_applied_but_not_acknowledged_is_answered_as_a_duplicate(
     await service.store.ensure_group(keys.commands, GROUP)
     async with listening(redis, "r-half") as replies:
         await send_raw(redis, keys.commands, data=_generate("c-half", "half", "r-half"))
-        ((_, [(entry_id, fields)]),) = await service.store.redis.xreadgroup(
-            GROUP, "ghost", {keys.commands: ">"}
-        )
+        read = await service.store.redis.xreadgroup(GROUP, "ghost", {keys.commands: ">"})
+        ((_, [(_entry_id, fields)]),) = cast(list[tuple[str, list[Any]]], read)
         parsed = open_entry({k.encode(): v.encode() for k, v in fields.items()})
         assert isinstance(parsed, Parsed)
         mutation = handle(parsed.command, service.processor._context())

@@ -67,3 +67,8 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
+    # FastStream gives its loggers handlers of their own; route them through the masking too.
+    for name in ("faststream", "faststream.access"):
+        library = logging.getLogger(name)
+        library.handlers.clear()
+        library.propagate = True
