@@ -1,0 +1,10 @@
+# The token service image: one for the command handler (and, later, the audit worker).
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY contracts contracts
+COPY token_service token_service
+COPY workers workers
+RUN pip install --no-cache-dir .
+USER nobody
+CMD ["python", "-m", "token_service"]
