@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
-from faststream import AckPolicy, Context, FastStream
-from faststream.redis import RedisBroker, StreamSub
-from faststream.redis.message import RedisBatchStreamMessage
+from faststream import FastStream
+from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
+from token_service.batching import subscribe_batches
 from token_service.keys import Keys
-from token_service.processor import GROUP, CommandProcessor, StreamEntry
+from token_service.processor import GROUP, CommandProcessor
 from token_service.settings import ServiceSettings
 from token_service.store import TokenStore
 
 __all__ = ["Service", "build_service"]
 
 _log = structlog.get_logger("token_service")
-_MESSAGE = Context("message")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,17 +31,6 @@ class Service:
     processor: CommandProcessor
 
 
-async def _keep_entries_raw(message: Mapping[str, Any], original: Any) -> Any:
-    # FastStream's batch parser decodes every body and fails on plain `data` entries;
-    # we hand it an empty batch and keep the entries, which the processor reads itself.
-    return await original({**message, "data": [], "entries": message["data"]})
-
-
-def _entries(message: RedisBatchStreamMessage) -> list[StreamEntry]:
-    raw: Any = message.raw_message
-    return list(zip(raw["message_ids"], raw["entries"], strict=True))
-
-
 def build_service(settings: ServiceSettings) -> Service:
     """Build the FastStream app that consumes ``tokens:commands``; nothing connects yet."""
     if settings.redis_url is None:
@@ -55,34 +41,16 @@ def build_service(settings: ServiceSettings) -> Service:
     store = TokenStore(redis, keys, settings.command_ttl_seconds * 1000)
     processor = CommandProcessor(store, settings)
 
-    def stream(**extra: Any) -> StreamSub:
-        return StreamSub(
-            keys.commands,
-            group=GROUP,
-            consumer=settings.consumer_name,
-            batch=True,
-            max_records=settings.batch_size,
-            polling_interval=settings.poll_ms,
-            **extra,
-        )
-
-    common: dict[str, Any] = {
-        "parser": _keep_entries_raw,
-        "ack_policy": AckPolicy.MANUAL,
-        "no_reply": True,
-    }
-
-    @broker.subscriber(stream=stream(), **common)  # type: ignore[untyped-decorator]
-    async def read_commands(message: RedisBatchStreamMessage = _MESSAGE) -> None:
-        await processor.process(_entries(message))
-
-    # XAUTOCLAIM never reads new entries, so a second subscriber takes over entries that
-    # a crashed or stalled consumer left pending for longer than the claim idle time.
-    @broker.subscriber(  # type: ignore[untyped-decorator]
-        stream=stream(min_idle_time=settings.claim_idle_ms), **common
+    subscribe_batches(
+        broker,
+        stream=keys.commands,
+        group=GROUP,
+        consumer=settings.consumer_name,
+        batch_size=settings.batch_size,
+        poll_ms=settings.poll_ms,
+        claim_idle_ms=settings.claim_idle_ms,
+        handler=processor.process,
     )
-    async def claim_stalled(message: RedisBatchStreamMessage = _MESSAGE) -> None:
-        await processor.process(_entries(message), claimed=True)
 
     app = FastStream(broker, logger=logging.getLogger("token_service.app"))
 

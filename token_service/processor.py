@@ -21,20 +21,20 @@ from contracts import (
     CommandReply,
     ErrorCode,
     ErrorInfo,
-    format_timestamp,
     utc_now,
 )
-from contracts.token_format import TOKEN_SHAPE, find_tokens
+from contracts.token_format import find_tokens
+from token_service.batching import StreamEntry
+from token_service.deadletter import dead_letter
 from token_service.handlers import Context, Mutation, Rejection, handle
 from token_service.inbox import DeadLetter, Invalid, Parsed, open_entry
 from token_service.records import view_from_record
 from token_service.settings import ServiceSettings
 from token_service.store import Applied, Failed, Refused, Repeated, TokenStore
 
-__all__ = ["GROUP", "CommandProcessor", "StreamEntry"]
+__all__ = ["GROUP", "CommandProcessor"]
 
 GROUP = "token-service"
-StreamEntry = tuple[bytes, dict[bytes, bytes]]
 _log = structlog.get_logger("token_service.commands")
 
 
@@ -93,7 +93,7 @@ class CommandProcessor:
             now=utc_now(),
         )
 
-    async def process(self, entries: Sequence[StreamEntry], *, claimed: bool = False) -> None:
+    async def process(self, entries: Sequence[StreamEntry], claimed: bool = False) -> None:
         """Handle a batch; ``claimed`` entries were taken over from a consumer that stalled."""
         context = self._context()
         batch = [_Work(entry_id.decode(), fields) for entry_id, fields in entries]
@@ -232,12 +232,6 @@ class CommandProcessor:
         )
 
     def _dead_letter(self, work: _Work) -> bytes:
-        fields: dict[str, str] = {}
-        for name, value in work.fields.items():
-            text = value[:65536].decode("utf-8", "backslashreplace")
-            fields[name.decode("utf-8", "backslashreplace")] = TOKEN_SHAPE.sub(
-                lambda m: f"{m.group(1)}_***", text
-            )
         reason = work.dead_reason or "unknown"
         invalid = work.dead_code is ErrorCode.INVALID
         work.reply = CommandReply(
@@ -250,16 +244,12 @@ class CommandProcessor:
             ),
         )
         work.events.append(self._rejected_event(work, work.dead_code.value, reason))
-        return orjson.dumps(
-            {
-                "type": "DeadLetter",
-                "stream": self.keys.commands,
-                "entry_id": work.entry_id,
-                "reason": reason,
-                "fields": fields,
-                "occurred_at": format_timestamp(utc_now()),
-                "consumer": self.settings.consumer_name,
-            }
+        return dead_letter(
+            stream=self.keys.commands,
+            entry_id=work.entry_id,
+            fields=work.fields,
+            reason=reason,
+            consumer=self.settings.consumer_name,
         )
 
     async def _finish(self, batch: list[_Work]) -> None:

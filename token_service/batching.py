@@ -1,0 +1,77 @@
+"""Batch consumption of a Redis stream with FastStream: a reader and a claimer per group.
+
+FastStream's batch parser decodes every body and fails on plain ``data`` entries, so it
+is handed an empty batch and the raw entries ride along for our own code to read. Acks
+are manual: each consumer acknowledges exactly the entries whose outcome is settled.
+XAUTOCLAIM never reads new entries, so a second subscriber takes over entries that a
+crashed or stalled consumer left pending for longer than the claim idle time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from faststream import AckPolicy, Context
+from faststream.redis import RedisBroker, StreamSub
+from faststream.redis.message import RedisBatchStreamMessage
+
+__all__ = ["BatchHandler", "StreamEntry", "subscribe_batches"]
+
+StreamEntry = tuple[bytes, dict[bytes, bytes]]
+BatchHandler = Callable[[list[StreamEntry], bool], Awaitable[None]]
+"""Called with a batch of entries and whether they were claimed from another consumer."""
+
+_MESSAGE = Context("message")
+
+
+async def _keep_entries_raw(message: Mapping[str, Any], original: Any) -> Any:
+    return await original({**message, "data": [], "entries": message["data"]})
+
+
+def _entries(message: RedisBatchStreamMessage) -> list[StreamEntry]:
+    raw: Any = message.raw_message
+    return list(zip(raw["message_ids"], raw["entries"], strict=True))
+
+
+def subscribe_batches(
+    broker: RedisBroker,
+    *,
+    stream: str,
+    group: str,
+    consumer: str,
+    batch_size: int,
+    poll_ms: int,
+    claim_idle_ms: int,
+    handler: BatchHandler,
+) -> None:
+    """Register the reader and the claimer of ``group`` on ``stream``."""
+
+    def sub(**extra: Any) -> StreamSub:
+        return StreamSub(
+            stream,
+            group=group,
+            consumer=consumer,
+            batch=True,
+            max_records=batch_size,
+            polling_interval=poll_ms,
+            **extra,
+        )
+
+    options: dict[str, Any] = {
+        "parser": _keep_entries_raw,
+        "ack_policy": AckPolicy.MANUAL,
+        "no_reply": True,
+        "title": f"{stream}:{group}",
+    }
+
+    async def read(message: RedisBatchStreamMessage = _MESSAGE) -> None:
+        await handler(_entries(message), False)
+
+    async def claim(message: RedisBatchStreamMessage = _MESSAGE) -> None:
+        await handler(_entries(message), True)
+
+    broker.subscriber(stream=sub(), **options)(read)
+    broker.subscriber(
+        stream=sub(min_idle_time=claim_idle_ms), **{**options, "title": f"{stream}:{group}:claim"}
+    )(claim)

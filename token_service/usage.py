@@ -1,0 +1,111 @@
+"""``UsageReporter``: counts a gateway's accepted checks and reports them as ``TokenUsed``.
+
+``record`` only touches a dict, so a slow or absent Redis never slows a check. Every
+``interval`` the counts are swapped out and appended to ``tokens:usage``, one entry per
+token with the exact count since the last report. A report Redis did not confirm is kept,
+with its event ids, and sent again: the audit worker counts each ``event_id`` once, so a
+report that did land the first time is not counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from contracts import TokenUsed, from_millis
+from token_service.keys import Keys
+
+__all__ = ["UsageReporter"]
+
+_log = structlog.get_logger("token_service.usage")
+
+
+@dataclass(slots=True)
+class _Tally:
+    count: int
+    last_ms: int
+
+
+class UsageReporter:
+    """Aggregates uses per token and appends them to the usage stream in the background."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        gateway: str,
+        key_prefix: str = "tokens",
+        interval_s: float = 1.0,
+        max_tokens: int = 100_000,
+    ) -> None:
+        self.redis = redis
+        self.gateway = gateway
+        self.stream = Keys(key_prefix).usage
+        self.interval_s = interval_s
+        self.max_tokens = max_tokens
+        self.dropped_uses = 0  # uses of tokens beyond max_tokens in one interval
+        self.dropped_reports = 0  # unsent reports beyond max_tokens while Redis was away
+        self._tallies: dict[str, _Tally] = {}
+        self._unsent: list[bytes] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def record(self, token_id: str, used_ms: int) -> None:
+        """Count one accepted use; O(1), never waits."""
+        tally = self._tallies.get(token_id)
+        if tally is not None:
+            tally.count += 1
+            tally.last_ms = max(tally.last_ms, used_ms)
+        elif len(self._tallies) < self.max_tokens:
+            self._tallies[token_id] = _Tally(1, used_ms)
+        else:  # memory stays bounded however many tokens are seen
+            self.dropped_uses += 1
+
+    async def start(self) -> None:
+        """Report every ``interval_s`` until :meth:`close`."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="usage-reporter")
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Send what has been counted, and anything a failed report left over."""
+        tallies, self._tallies = self._tallies, {}
+        batch = self._unsent + [
+            TokenUsed(
+                token_id=token_id,
+                actor=self.gateway,
+                used_at=from_millis(tally.last_ms),
+                count=tally.count,
+                gateway=self.gateway,
+            ).to_json()
+            for token_id, tally in tallies.items()
+        ]
+        self._unsent = []
+        if not batch:
+            return
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for event in batch:
+                    pipe.xadd(self.stream, {"data": event})
+                await pipe.execute()
+        except (TimeoutError, RedisError, OSError) as exc:
+            self._unsent = batch[-self.max_tokens :]
+            self.dropped_reports += max(0, len(batch) - self.max_tokens)
+            _log.warning("usage_report_failed", entries=len(batch), error=str(exc))
+
+    async def close(self) -> None:
+        """Stop reporting, after one last report of what was counted."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
