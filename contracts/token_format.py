@@ -45,9 +45,17 @@ def checksum(random_part: str) -> str:
     return "".join(reversed(digits)).rjust(CHECKSUM_LENGTH, "0")
 
 
+def _random_base62(length: int) -> str:
+    # Bytes below 248 (= 4 * 62) map onto the alphabet without bias; the rest are skipped.
+    chars: list[str] = []
+    while len(chars) < length:
+        chars.extend(BASE62[byte % 62] for byte in secrets.token_bytes(length * 2) if byte < 248)
+    return "".join(chars[:length])
+
+
 def mint(prefix: str = DEFAULT_PREFIX) -> str:
     """A new token with ``RANDOM_LENGTH`` characters from :mod:`secrets`."""
-    random_part = "".join(secrets.choice(BASE62) for _ in range(RANDOM_LENGTH))
+    random_part = _random_base62(RANDOM_LENGTH)
     return f"{prefix}_{random_part}{checksum(random_part)}"
 
 

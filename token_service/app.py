@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ from faststream import FastStream
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
+from contracts import utc_now
 from token_service.batching import subscribe_batches
 from token_service.keys import Keys
 from token_service.processor import GROUP, CommandProcessor
@@ -29,6 +31,17 @@ class Service:
     broker: RedisBroker
     store: TokenStore
     processor: CommandProcessor
+
+
+async def _sweep_expired(store: TokenStore, every_ms: int) -> None:
+    """Mark expired tokens and emit TokenExpired; each process sweeps, the script dedupes."""
+    while True:
+        try:
+            while await store.expire_due(utc_now()) > 0:
+                pass
+        except Exception:
+            _log.exception("expiry_sweep_failed")
+        await asyncio.sleep(every_ms / 1000)
 
 
 def build_service(settings: ServiceSettings) -> Service:
@@ -67,6 +80,18 @@ def build_service(settings: ServiceSettings) -> Service:
             group=GROUP,
             batch_size=settings.batch_size,
         )
+
+    sweeper: list[asyncio.Task[None]] = []
+
+    @app.after_startup
+    async def start_sweeping() -> None:
+        sweeper.append(asyncio.create_task(_sweep_expired(store, settings.expiry_sweep_ms)))
+
+    @app.on_shutdown
+    async def stop_sweeping() -> None:
+        for task in sweeper:
+            task.cancel()
+        await asyncio.gather(*sweeper, return_exceptions=True)
 
     @app.after_shutdown
     async def close() -> None:

@@ -15,8 +15,9 @@ from typing import Any
 from faststream import AckPolicy, Context
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.message import RedisBatchStreamMessage
+from redis.asyncio import Redis
 
-__all__ = ["BatchHandler", "StreamEntry", "subscribe_batches"]
+__all__ = ["BatchHandler", "StreamEntry", "delivery_count", "subscribe_batches"]
 
 StreamEntry = tuple[bytes, dict[bytes, bytes]]
 BatchHandler = Callable[[list[StreamEntry], bool], Awaitable[None]]
@@ -75,3 +76,9 @@ def subscribe_batches(
     broker.subscriber(
         stream=sub(min_idle_time=claim_idle_ms), **{**options, "title": f"{stream}:{group}:claim"}
     )(claim)
+
+
+async def delivery_count(redis: Redis, stream: str, group: str, entry_id: str) -> int:
+    """How many times an entry has been delivered to the group (1 once it is acknowledged)."""
+    pending = await redis.xpending_range(stream, group, min=entry_id, max=entry_id, count=1)
+    return int(pending[0]["times_delivered"]) if pending else 1

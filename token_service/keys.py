@@ -17,6 +17,9 @@ Private keys (may change without notice)::
     {p}:index                  zset    token ids by creation time (ms)
     {p}:expiries               zset    token ids by expiry time (ms)
     {p}:command:<command_id>   string  JSON outcome of a handled command, kept for a TTL
+    {p}:token:<id>:daily       hash    day (YYYY-MM-DD) -> uses that day   (audit worker)
+    {p}:token:<id>:audit       list    the token's lifecycle events, JSON  (audit worker)
+    {p}:seen:<hour>            set     event ids folded, by the hour of the event
 
 ``{p}`` is ``TOKENS_KEY_PREFIX``. The Lua scripts derive secret and name keys from
 stored state, so they need a single Redis (or one slot), not a spread-out Cluster.
@@ -95,6 +98,14 @@ class Keys:
     def name(self, name: str) -> str:
         """Which active token holds a name."""
         return f"{self.name_prefix}{name}"
+
+    def token_daily(self, token_id: str) -> str:
+        """Uses of one token per day."""
+        return f"{self.prefix}:token:{token_id}:daily"
+
+    def token_audit(self, token_id: str) -> str:
+        """The lifecycle events of one token."""
+        return f"{self.prefix}:token:{token_id}:audit"
 
     def command(self, command_id: str) -> str:
         """The remembered outcome of one command."""

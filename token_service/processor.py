@@ -24,7 +24,7 @@ from contracts import (
     utc_now,
 )
 from contracts.token_format import find_tokens
-from token_service.batching import StreamEntry
+from token_service.batching import StreamEntry, delivery_count
 from token_service.deadletter import dead_letter
 from token_service.handlers import Context, Mutation, Rejection, handle
 from token_service.inbox import DeadLetter, Invalid, Parsed, open_entry
@@ -108,10 +108,9 @@ class CommandProcessor:
 
     async def _give_up_on_repeated_failures(self, batch: list[_Work]) -> None:
         for work in batch:
-            pending = await self.store.redis.xpending_range(
-                self.keys.commands, GROUP, min=work.entry_id, max=work.entry_id, count=1
+            deliveries = await delivery_count(
+                self.store.redis, self.keys.commands, GROUP, work.entry_id
             )
-            deliveries = int(pending[0]["times_delivered"]) if pending else 1
             if deliveries > self.settings.max_deliveries:
                 work.dead_reason = f"not handled after {deliveries - 1} deliveries"
                 work.dead_code = ErrorCode.INTERNAL

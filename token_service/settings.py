@@ -51,6 +51,7 @@ class ServiceSettings(BaseSettings):
     )
     batch_size: int = Field(default=200, ge=1, le=10_000, validation_alias="TOKENS_BATCH_SIZE")
     poll_ms: int = Field(default=100, ge=1, validation_alias="TOKENS_POLL_MS")
+    expiry_sweep_ms: int = Field(default=1000, ge=10, validation_alias="TOKENS_EXPIRY_SWEEP_MS")
     log_level: str = Field(
         default="INFO", pattern=r"^(?i:debug|info|warning|error)$", validation_alias="LOG_LEVEL"
     )

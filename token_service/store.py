@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import TypeAlias, cast
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
+from ulid import ULID
 
-from contracts import TokenView
+from contracts import TokenStatus, TokenView, format_timestamp, to_millis, utc_now
 from token_service.handlers import Mutation
 from token_service.keys import Keys
 from token_service.records import view_from_record
@@ -27,6 +29,8 @@ __all__ = [
     "Outcome",
     "Refused",
     "Repeated",
+    "StaleReport",
+    "TokenPage",
     "TokenStore",
 ]
 
@@ -65,6 +69,23 @@ class Failed:
 Outcome: TypeAlias = Applied | Refused | Repeated | Failed
 
 
+@dataclass(frozen=True, slots=True)
+class TokenPage:
+    """One page of a listing; pass ``next_cursor`` back for the next, ``None`` at the end."""
+
+    tokens: list[TokenView]
+    next_cursor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StaleReport:
+    """Active tokens worth a look: to revoke, or to rotate before they lapse."""
+
+    never_used: list[TokenView]
+    unused: list[TokenView]
+    expiring: list[TokenView]
+
+
 def _read_lua(name: str) -> str:
     return resources.files("token_service").joinpath(f"lua/{name}.lua").read_text("utf-8")
 
@@ -94,6 +115,7 @@ class TokenStore:
         guard = _read_lua("_guard")
         self._sources = {name: guard + "\n" + _read_lua(name) for name in _COMMAND_SCRIPTS}
         self._sources["reject"] = _read_lua("reject")
+        self._sources["expire"] = _read_lua("expire")
         self._shas: dict[str, str] = {}
 
     async def load_scripts(self) -> None:
@@ -146,7 +168,63 @@ class TokenStore:
         ]
         return [_outcome(reply) for reply in await self._run(calls)]
 
+    async def expire_due(self, now: datetime, limit: int = 100) -> int:
+        """Mark up to ``limit`` tokens past their expiry as expired; how many were."""
+        if not self._shas:
+            await self.load_scripts()
+        keys = [self.keys.expiries, self.keys.events]
+        args: list[str | int] = [to_millis(now), format_timestamp(now), self.keys.prefix]
+        args += [str(ULID.from_datetime(now)) for _ in range(limit)]
+        try:
+            return int(await self.redis.evalsha(self._shas["expire"], len(keys), *keys, *args))
+        except NoScriptError:
+            await self.load_scripts()
+            return int(await self.redis.evalsha(self._shas["expire"], len(keys), *keys, *args))
+
     async def get(self, token_id: str) -> TokenView | None:
         """One token as the contract's view, or ``None`` when no token has this id."""
         record = cast(dict[str, str], await self.redis.hgetall(self.keys.token(token_id)))
         return view_from_record(record) if record else None
+
+    async def list_tokens(
+        self, status: TokenStatus | None = None, cursor: int = 0, limit: int = 50
+    ) -> TokenPage:
+        """Tokens in creation order, optionally of one status, ``limit`` at a time."""
+        views: list[TokenView] = []
+        position = cursor
+        now_ms = to_millis(utc_now())
+        while True:
+            ids = cast(
+                list[str],
+                await self.redis.zrange(self.keys.index, position, position + 2 * limit),
+            )
+            if not ids:
+                return TokenPage(views, None)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for token_id in ids:
+                    pipe.hgetall(self.keys.token(token_id))
+                records: list[dict[str, str]] = await pipe.execute()
+            for record in records:
+                position += 1
+                view = view_from_record(record, now_ms) if record else None
+                if view is not None and status in (None, view.status):
+                    views.append(view)
+                    if len(views) == limit:
+                        return TokenPage(views, position)
+
+    async def stale(self, unused_days: int = 90, expiring_days: int = 14) -> StaleReport:
+        """Active tokens never used, unused for ``unused_days``, or expiring soon."""
+        now = utc_now()
+        report = StaleReport([], [], [])
+        cursor: int | None = 0
+        while cursor is not None:
+            page = await self.list_tokens(TokenStatus.ACTIVE, cursor, 500)
+            for view in page.tokens:
+                if view.last_used_at is None:
+                    report.never_used.append(view)
+                elif view.last_used_at < now - timedelta(days=unused_days):
+                    report.unused.append(view)
+                if view.expires_at and view.expires_at < now + timedelta(days=expiring_days):
+                    report.expiring.append(view)
+            cursor = page.next_cursor
+        return report

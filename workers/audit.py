@@ -1,0 +1,223 @@
+"""The audit worker: folds ``TokenUsed`` into last-used times and keeps each token's trail.
+
+``python -m workers.audit`` reads ``tokens:usage`` (group ``audit-usage``) and
+``tokens:events`` (group ``audit``) in batches. Each batch is folded by one Lua script
+(``lua/``), which skips event ids it has seen, so a redelivered entry, a retried report
+or a second worker never counts an event twice. Entries that cannot be read are
+dead-lettered with the reason, and the stream goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import structlog
+from faststream import FastStream
+from faststream.redis import RedisBroker
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, ResponseError
+
+from contracts import TokenUsed, event_adapter, format_timestamp, to_millis
+from token_service.batching import StreamEntry, delivery_count, subscribe_batches
+from token_service.deadletter import dead_letter
+from token_service.keys import Keys
+from token_service.logs import configure_logging
+from workers.settings import AuditSettings
+
+__all__ = ["EVENTS_GROUP", "USAGE_GROUP", "AuditWorker", "Worker", "build_worker", "main"]
+
+USAGE_GROUP = "audit-usage"
+EVENTS_GROUP = "audit"
+_HOUR_MS = 3_600_000
+_log = structlog.get_logger("workers.audit")
+
+
+def _lua(name: str) -> str:
+    return resources.files("workers").joinpath(f"lua/{name}.lua").read_text("utf-8")
+
+
+class AuditWorker:
+    """Folds batches of usage and lifecycle events into per-token state."""
+
+    def __init__(self, redis: Redis, settings: AuditSettings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self._sources = {name: _lua(name) for name in ("fold_usage", "fold_events")}
+        self._shas: dict[str, str] = {}
+        self._ttl_ms = str(settings.dedupe_hours * _HOUR_MS + _HOUR_MS)
+
+    async def prepare(self) -> None:
+        """Create both groups at id 0 (so nothing written earlier is skipped), load scripts."""
+        for stream, group in ((self.keys.usage, USAGE_GROUP), (self.keys.events, EVENTS_GROUP)):
+            try:
+                await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        for name, source in self._sources.items():
+            self._shas[name] = await self.redis.script_load(source)
+
+    async def _fold(self, script: str, args: list[str | int]) -> None:
+        if len(args) <= 2:
+            return
+        try:
+            await self.redis.evalsha(self._shas[script], 0, *args)
+        except NoScriptError:  # Redis restarted and lost its script cache
+            await self.prepare()
+            await self.redis.evalsha(self._shas[script], 0, *args)
+
+    async def fold_usage(self, entries: list[StreamEntry], claimed: bool = False) -> None:
+        """Fold a batch from ``tokens:usage``."""
+        args: list[str | int] = [self.keys.prefix, self._ttl_ms]
+        done: list[str] = []
+        dead: list[tuple[str, dict[bytes, bytes], str]] = []
+        for raw_id, fields in entries:
+            entry_id = raw_id.decode()
+            reason = await self._give_up(self.keys.usage, USAGE_GROUP, entry_id, claimed)
+            if reason is None:
+                try:
+                    event = TokenUsed.model_validate_json(fields.get(b"data", b""))
+                except ValidationError as exc:
+                    reason = _describe(exc)
+                else:
+                    used = event.used_at
+                    args += [
+                        event.event_id,
+                        to_millis(event.occurred_at) // _HOUR_MS,
+                        event.token_id,
+                        to_millis(used),
+                        format_timestamp(used),
+                        event.count,
+                        used.strftime("%Y-%m-%d"),
+                    ]
+            if reason is None:
+                done.append(entry_id)
+            else:
+                dead.append((entry_id, fields, reason))
+        await self._fold("fold_usage", args)
+        await self._settle(self.keys.usage, USAGE_GROUP, done, dead)
+
+    async def fold_events(self, entries: list[StreamEntry], claimed: bool = False) -> None:
+        """Fold a batch from ``tokens:events`` into each token's audit trail."""
+        args: list[str | int] = [self.keys.prefix, self._ttl_ms]
+        done: list[str] = []
+        dead: list[tuple[str, dict[bytes, bytes], str]] = []
+        for raw_id, fields in entries:
+            entry_id = raw_id.decode()
+            reason = await self._give_up(self.keys.events, EVENTS_GROUP, entry_id, claimed)
+            if reason is None:
+                try:
+                    event = event_adapter.validate_json(fields.get(b"data", b""))
+                except ValidationError as exc:
+                    reason = _describe(exc)
+                else:
+                    token_id = getattr(event, "token_id", None)
+                    if token_id is not None:
+                        bucket = to_millis(event.occurred_at) // _HOUR_MS
+                        args += [event.event_id, bucket, token_id, event.to_json().decode()]
+            if reason is None:
+                done.append(entry_id)
+            else:
+                dead.append((entry_id, fields, reason))
+        await self._fold("fold_events", args)
+        await self._settle(self.keys.events, EVENTS_GROUP, done, dead)
+
+    async def _give_up(self, stream: str, group: str, entry_id: str, claimed: bool) -> str | None:
+        if not claimed:
+            return None
+        deliveries = await delivery_count(self.redis, stream, group, entry_id)
+        if deliveries > self.settings.max_deliveries:
+            return f"not folded after {deliveries - 1} deliveries"
+        return None
+
+    async def _settle(
+        self,
+        stream: str,
+        group: str,
+        done: list[str],
+        dead: list[tuple[str, dict[bytes, bytes], str]],
+    ) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id, fields, reason in dead:
+                letter = dead_letter(
+                    stream=stream,
+                    entry_id=entry_id,
+                    fields=fields,
+                    reason=reason,
+                    consumer=self.settings.consumer_name,
+                )
+                pipe.xadd(self.keys.dead_letter, {"data": letter})
+                _log.warning("entry_dead_lettered", stream=stream, entry_id=entry_id, reason=reason)
+            ids = done + [entry_id for entry_id, _, _ in dead]
+            if ids:
+                pipe.xack(stream, group, *ids)
+            await pipe.execute()
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "data"
+    return f"not a valid event: {where}: {first['msg']}"[:300]
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    """The audit worker's process, wired together."""
+
+    app: FastStream
+    broker: RedisBroker
+    worker: AuditWorker
+
+
+def build_worker(settings: AuditSettings) -> Worker:
+    """Build the FastStream app that folds usage and events; nothing connects yet."""
+    if settings.redis_url is None:
+        raise ValueError("REDIS_URL is required for the audit worker")
+    broker = RedisBroker(settings.redis_url, logger=logging.getLogger("workers.broker"))
+    redis = Redis.from_url(settings.redis_url)
+    worker = AuditWorker(redis, settings)
+    common: dict[str, Any] = {
+        "consumer": settings.consumer_name,
+        "batch_size": settings.batch_size,
+        "poll_ms": settings.poll_ms,
+        "claim_idle_ms": settings.claim_idle_ms,
+    }
+    subscribe_batches(
+        broker, stream=worker.keys.usage, group=USAGE_GROUP, handler=worker.fold_usage, **common
+    )
+    subscribe_batches(
+        broker,
+        stream=worker.keys.events,
+        group=EVENTS_GROUP,
+        handler=worker.fold_events,
+        **common,
+    )
+    app = FastStream(broker, logger=logging.getLogger("workers.app"))
+    app.on_startup(worker.prepare)
+
+    @app.after_shutdown
+    async def close() -> None:
+        await redis.aclose()
+
+    return Worker(app=app, broker=broker, worker=worker)
+
+
+def main() -> int:
+    """Run the audit worker until interrupted."""
+    settings = AuditSettings()
+    configure_logging(settings.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(build_worker(settings).app.run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""The audit worker's settings: one typed object, read from the environment once."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from token_service.settings import default_consumer_name
+
+__all__ = ["AuditSettings"]
+
+
+class AuditSettings(BaseSettings):
+    """Everything the audit worker can be told; environment names are in the aliases."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    key_prefix: str = Field(default="tokens", min_length=1, validation_alias="TOKENS_KEY_PREFIX")
+    consumer_name: str = Field(
+        default_factory=default_consumer_name,
+        validation_alias=AliasChoices("AUDIT_CONSUMER_NAME", "consumer_name"),
+    )
+    batch_size: int = Field(default=500, ge=1, le=10_000, validation_alias="AUDIT_BATCH_SIZE")
+    poll_ms: int = Field(default=100, ge=1, validation_alias="AUDIT_POLL_MS")
+    claim_idle_ms: int = Field(default=30_000, ge=100, validation_alias="AUDIT_CLAIM_IDLE_MS")
+    max_deliveries: int = Field(default=5, ge=1, validation_alias="AUDIT_MAX_DELIVERIES")
+    dedupe_hours: int = Field(default=6, ge=1, le=24 * 30, validation_alias="AUDIT_DEDUPE_HOURS")
+    """How long event ids are remembered, so a repeat within this window counts once."""
+    log_level: str = Field(
+        default="INFO", pattern=r"^(?i:debug|info|warning|error)$", validation_alias="LOG_LEVEL"
+    )
