@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m token_service
+	$(PY) -m token_service --with-audit-worker
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

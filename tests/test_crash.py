@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -17,37 +12,13 @@ from redis.asyncio import Redis
 
 from tests.conftest import ADMIN
 from tests.leaks import tokens_in_lines, tokens_in_redis
+from tests.processes import service_process
 from tests.streams import events_of, listening
 from token_service.keys import Keys
 from token_service.processor import GROUP
 from token_service.settings import ServiceSettings
 
 BURST = 1000
-
-
-@contextmanager
-def service_process(settings: ServiceSettings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m token_service`` on the test's Redis and prefix; killed on the way out."""
-    env = {
-        **os.environ,
-        "REDIS_URL": settings.redis_url or "",
-        "TOKENS_KEY_PREFIX": settings.key_prefix,
-        "TOKENS_ADMINS": ADMIN,
-        "TOKENS_RESOURCES": ",".join(settings.resources),
-        "TOKENS_CLAIM_IDLE_MS": "1000",
-        "TOKENS_BATCH_SIZE": "50",
-    }
-    env.pop("TOKENS_CONSUMER_NAME", None)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "token_service"], env=env, stdout=out, stderr=out
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
 
 
 async def _group_exists(redis: Redis, keys: Keys) -> bool:

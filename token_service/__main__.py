@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import getpass
 import sys
@@ -9,11 +10,13 @@ import sys
 import redis
 import structlog
 
-from token_service.app import build_service
+from token_service.app import Service, build_service
 from token_service.embedded import EmbeddedRedis
 from token_service.keys import Keys
 from token_service.logs import configure_logging
 from token_service.settings import ServiceSettings
+from workers.audit import build_worker
+from workers.settings import AuditSettings
 
 
 def _bootstrap(settings: ServiceSettings) -> str:
@@ -24,8 +27,31 @@ def _bootstrap(settings: ServiceSettings) -> str:
     return admin
 
 
-def main() -> int:
+def _with_audit_worker(service: Service, settings: ServiceSettings) -> None:
+    assert settings.redis_url is not None
+    worker = build_worker(
+        AuditSettings(redis_url=settings.redis_url, key_prefix=settings.key_prefix)
+    )
+
+    async def start_worker() -> None:
+        await worker.app.start()
+
+    async def stop_worker() -> None:
+        await worker.app.stop()
+
+    service.app.after_startup(start_worker)
+    service.app.on_shutdown(stop_worker)
+
+
+def main(argv: list[str] | None = None) -> int:
     """Start the service; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="python -m token_service", description=__doc__)
+    parser.add_argument(
+        "--with-audit-worker",
+        action="store_true",
+        help="run the audit worker in this process too (what `make run` does)",
+    )
+    options = parser.parse_args(argv)
     settings = ServiceSettings()
     configure_logging(settings.log_level)
     log = structlog.get_logger("token_service")
@@ -45,8 +71,11 @@ def main() -> int:
             f'"reply_to":"my-replies"}}\'',
             flush=True,
         )
+    service = build_service(settings)
+    if options.with_audit_worker:
+        _with_audit_worker(service, settings)
     try:
-        asyncio.run(build_service(settings).app.run())
+        asyncio.run(service.app.run())
     except KeyboardInterrupt:
         pass
     finally:
