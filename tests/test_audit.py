@@ -10,7 +10,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from contracts import TokenUsed, format_timestamp, from_millis, utc_now
+from contracts import TokenUsed, utc_now
 from tests.conftest import wait_for
 from tests.streams import stream_data
 from token_service.app import build_service
@@ -71,7 +71,7 @@ async def test_last_use_moves_only_forward_and_each_event_counts_once(
         await redis.xadd(keys.usage, {"data": data})
     await wait_for(lambda: _folded(redis, keys))
     record = await redis.hgetall(keys.token(token_id))
-    assert record["last_used_at"] == format_timestamp(now)
+    assert record["last_used_ms"] == str(int(now.timestamp() * 1000))
     daily = await redis.hgetall(keys.token_daily(token_id))
     assert sum(int(v) for v in daily.values()) == 7
     view = await TokenStore(redis, keys, 1000).get(token_id)
@@ -108,8 +108,8 @@ async def test_two_workers_in_one_group_count_each_event_once(
             await each.app.stop()
     daily = await redis.hgetall(keys.token_daily(token_id))
     assert sum(int(v) for v in daily.values()) == total
-    last = from_millis(19 * 100 + 99 + int(base.timestamp() * 1000))
-    assert (await redis.hget(keys.token(token_id), "last_used_at")) == format_timestamp(last)
+    last = 19 * 100 + 99 + int(base.timestamp() * 1000)
+    assert await redis.hget(keys.token(token_id), "last_used_ms") == str(last)
 
 
 async def test_malformed_usage_entry_is_dead_lettered_and_the_stream_goes_on(

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from redis.asyncio import Redis
 
-from contracts import TokenStatus, format_timestamp, utc_now
+from contracts import TokenStatus, utc_now
 from token_service.app import Service
 from token_service.client import TokenClient
 from token_service.keys import Keys
@@ -57,8 +57,7 @@ async def test_stale_report_finds_unused_and_expiring_tokens(
         assert reply.token is not None
         used = utc_now() - timedelta(days=days_ago)
         await redis.hset(
-            keys.token(reply.token.id),
-            mapping={"last_used_at": format_timestamp(used)},
+            keys.token(reply.token.id), "last_used_ms", str(int(used.timestamp() * 1000))
         )
     report = await service.store.stale(unused_days=90, expiring_days=14)
     assert never.token is not None

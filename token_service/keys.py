@@ -18,6 +18,7 @@ Private keys (may change without notice)::
     {p}:expiries               zset    token ids by expiry time (ms)
     {p}:command:<command_id>   string  JSON outcome of a handled command, kept for a TTL
     {p}:token:<id>:daily       hash    day (YYYY-MM-DD) -> uses that day   (audit worker)
+    (the token record gains last_used_ms, written only by the audit worker, only forward)
     {p}:token:<id>:audit       list    the token's lifecycle events, JSON  (audit worker)
     {p}:seen:<hour>            set     event ids folded, by the hour of the event
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 
-from contracts import TokenStatus, TokenView, format_timestamp, to_millis
+from contracts import TokenStatus, TokenView, format_timestamp, from_millis, to_millis
 
 __all__ = ["new_record", "view_from_record"]
 
@@ -40,6 +40,11 @@ def new_record(
     return record
 
 
+def _last_used(record: Mapping[str, str]) -> str | None:
+    millis = record.get("last_used_ms")  # written by the audit worker
+    return None if millis is None else format_timestamp(from_millis(int(millis)))
+
+
 def view_from_record(record: Mapping[str, str], now_ms: int | None = None) -> TokenView:
     """The contract's view of a stored record; an active token past its expiry shows as expired."""
     status = TokenStatus(record["status"])
@@ -60,7 +65,7 @@ def view_from_record(record: Mapping[str, str], now_ms: int | None = None) -> To
             "revoked_at": record.get("revoked_at"),
             "revoked_by": record.get("revoked_by"),
             "rotated_at": record.get("rotated_at"),
-            "last_used_at": record.get("last_used_at"),
+            "last_used_at": _last_used(record),
             "hint": record["hint"],
         },
         strict=False,

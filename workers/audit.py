@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sys
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from contracts import TokenUsed, event_adapter, format_timestamp, to_millis
+from contracts import TokenUsed, event_adapter, format_timestamp, from_millis, to_millis
 from token_service.batching import StreamEntry, delivery_count, subscribe_batches
 from token_service.deadletter import dead_letter
 from token_service.keys import Keys
@@ -36,7 +37,14 @@ __all__ = ["EVENTS_GROUP", "USAGE_GROUP", "AuditWorker", "Worker", "build_worker
 USAGE_GROUP = "audit-usage"
 EVENTS_GROUP = "audit"
 _HOUR_MS = 3_600_000
+_DAY_MS = 24 * _HOUR_MS
 _log = structlog.get_logger("workers.audit")
+
+
+@functools.lru_cache(maxsize=64)
+def _day(day_number: int) -> str:
+    """YYYY-MM-DD of a day since the epoch; a batch spans few days, so this is cached."""
+    return format_timestamp(from_millis(day_number * _DAY_MS))[:10]
 
 
 def _lua(name: str) -> str:
@@ -88,15 +96,14 @@ class AuditWorker:
                 except ValidationError as exc:
                     reason = _describe(exc)
                 else:
-                    used = event.used_at
+                    used_ms = to_millis(event.used_at)
                     args += [
                         event.event_id,
                         to_millis(event.occurred_at) // _HOUR_MS,
                         event.token_id,
-                        to_millis(used),
-                        format_timestamp(used),
+                        used_ms,
                         event.count,
-                        used.strftime("%Y-%m-%d"),
+                        _day(used_ms // _DAY_MS),
                     ]
             if reason is None:
                 done.append(entry_id)

@@ -1,12 +1,12 @@
 -- Fold a batch of TokenUsed events. Keys are derived from the prefix, so this needs a
 -- single Redis (or one slot). ARGV: 1 key prefix, 2 how long a bucket of seen event ids
--- is kept (ms), then seven values per event: event id, its hour bucket, token id,
--- used_at ms, used_at (RFC 3339), count, day (YYYY-MM-DD).
+-- is kept (ms), then six values per event: event id, its hour bucket, token id,
+-- used_at ms, count, day (YYYY-MM-DD).
 -- An event id seen before is skipped, so redeliveries and retried reports count once;
 -- last use only moves forward, so late or reordered events never move it back.
 local prefix, ttl = ARGV[1], ARGV[2]
 local folded = 0
-for i = 3, #ARGV, 7 do
+for i = 3, #ARGV, 6 do
   local seen = prefix .. ':seen:' .. ARGV[i + 1]
   if redis.call('SADD', seen, ARGV[i]) == 1 then
     redis.call('PEXPIRE', seen, ttl)
@@ -14,9 +14,9 @@ for i = 3, #ARGV, 7 do
     if redis.call('EXISTS', token) == 1 then
       local last = redis.call('HGET', token, 'last_used_ms')
       if not last or tonumber(last) < tonumber(ARGV[i + 3]) then
-        redis.call('HSET', token, 'last_used_ms', ARGV[i + 3], 'last_used_at', ARGV[i + 4])
+        redis.call('HSET', token, 'last_used_ms', ARGV[i + 3])
       end
-      redis.call('HINCRBY', token .. ':daily', ARGV[i + 6], ARGV[i + 5])
+      redis.call('HINCRBY', token .. ':daily', ARGV[i + 5], ARGV[i + 4])
     end
     folded = folded + 1
   end
