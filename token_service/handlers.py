@@ -121,6 +121,7 @@ def generate(command: GenerateToken, context: Context) -> Mutation | Rejection:
         k.index,
         k.expiries,
         k.events,
+        k.digest(digest),
     ]
     expires_ms = "" if command.expires_at is None else to_millis(command.expires_at)
     args += [token_id, to_millis(context.now), expires_ms, record["scopes"], digest]
@@ -171,6 +172,7 @@ def rotate(command: RotateToken, context: Context) -> Mutation:
         k.token_secrets(command.token_id),
         k.secret(digest),
         k.events,
+        k.digest(digest),
     ]
     args += [
         command.token_id,

@@ -14,6 +14,8 @@ Private keys (may change without notice)::
     {p}:token:<id>             hash    the token record behind ``TokenView``
     {p}:token:<id>:secrets     zset    sha256 of each live secret -> valid-until ms (+inf)
     {p}:name:<name>            string  id of the active token holding the name
+    {p}:digest:<sha256>        string  id of the token a secret belonged to, kept for good
+                                       (so a leaked, already revoked token is still named)
     {p}:index                  zset    token ids by creation time (ms)
     {p}:expiries               zset    token ids by expiry time (ms)
     {p}:command:<command_id>   string  JSON outcome of a handled command, kept for a TTL
@@ -87,6 +89,10 @@ class Keys:
     def secret(self, digest: str) -> str:
         """The gateway lookup hash for one secret."""
         return f"{self.secret_prefix}{digest}"
+
+    def digest(self, digest: str) -> str:
+        """Which token a secret (by its hash) was issued for, long after it stopped working."""
+        return f"{self.prefix}:digest:{digest}"
 
     def token(self, token_id: str) -> str:
         """One token's record."""

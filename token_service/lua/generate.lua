@@ -1,5 +1,5 @@
 -- GenerateToken. KEYS: 3 name, 4 token record, 5 token secrets zset, 6 secret,
--- 7 index, 8 expiries, 9 events.
+-- 7 index, 8 expiries, 9 events, 10 the secret's digest record.
 -- ARGV: 4 token id, 5 now ms, 6 expiry ms or '', 7 scopes, 8 secret digest,
 -- 9 TokenCreated JSON, 10.. field/value pairs of the token record.
 local holder = redis.call('GET', KEYS[3])
@@ -11,6 +11,7 @@ local token_id, expires_ms = ARGV[4], ARGV[6]
 redis.call('HSET', KEYS[4], unpack(ARGV, 10))
 redis.call('HSET', KEYS[6], 'token_id', token_id, 'scopes', ARGV[7])
 redis.call('SET', KEYS[3], token_id)
+redis.call('SET', KEYS[10], token_id)
 redis.call('ZADD', KEYS[5], '+inf', ARGV[8])
 redis.call('ZADD', KEYS[7], ARGV[5], token_id)
 if expires_ms ~= '' then

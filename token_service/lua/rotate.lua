@@ -1,4 +1,5 @@
--- RotateToken. KEYS: 3 token record, 4 token secrets zset, 5 new secret, 6 events.
+-- RotateToken. KEYS: 3 token record, 4 token secrets zset, 5 new secret, 6 events,
+-- 7 the new secret's digest record.
 -- ARGV: 4 token id, 5 now ms, 6 now (RFC 3339), 7 grace end ms, 8 new digest,
 -- 9 new hint, 10 TokenRotated JSON, 11 secret key prefix.
 if redis.call('EXISTS', KEYS[3]) == 0 then
@@ -36,6 +37,7 @@ if expires_ms then
   redis.call('PEXPIREAT', KEYS[5], expires_ms)
 end
 redis.call('ZADD', KEYS[4], '+inf', ARGV[8])
+redis.call('SET', KEYS[7], ARGV[4])
 redis.call('HSET', KEYS[3], 'rotated_at', ARGV[6], 'hint', ARGV[9])
 redis.call('XADD', KEYS[6], '*', 'data', ARGV[10])
 

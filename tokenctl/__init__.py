@@ -1,0 +1,1 @@
+"""tokenctl: the administrator's command line for the token service."""

@@ -1,0 +1,214 @@
+"""tokenctl commands that change tokens or administrators."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, cast
+
+import typer
+from redis.asyncio import Redis
+from rich.console import Console
+
+from contracts import TokenStatus, utc_now
+from contracts.scopes import LEVELS
+from token_service.keys import Keys
+from token_service.store import TokenStore
+from tokenctl import base, render
+from tokenctl.durations import parse_date, parse_duration
+from tokenctl.settings import CliSettings
+
+
+def _valid_scopes(settings: CliSettings) -> list[str]:
+    return [f"{resource}:{level}" for resource in settings.resources for level in LEVELS]
+
+
+def _expiry(expires_in: str | None, expires_at: str | None) -> datetime | None:
+    if expires_in and expires_at:
+        raise typer.BadParameter("give --expires-in or --expires-at, not both")
+    try:
+        if expires_in:
+            return utc_now() + parse_duration(expires_in)
+        return parse_date(expires_at) if expires_at else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@base.app.command()
+def generate(
+    name: Annotated[str, typer.Option(help="One name per integration, e.g. ci-deploy.")],
+    scope: Annotated[list[str], typer.Option(help="A scope such as entities:read; repeat.")],
+    description: Annotated[str | None, typer.Option(help="What the token is for.")] = None,
+    expires_in: Annotated[str | None, typer.Option(help="Lifetime, e.g. 90d.")] = None,
+    expires_at: Annotated[str | None, typer.Option(help="Expiry date, e.g. 2027-01-31.")] = None,
+    actor: base.Actor = None,
+    as_json: base.Json = False,
+) -> None:
+    """Generate a token; it is printed once and never again."""
+    settings = base.settings()
+    valid = _valid_scopes(settings)
+    wrong = [s for s in scope if s not in valid]
+    if wrong:
+        base.fail(f"unknown scope {', '.join(wrong)}; valid scopes: {', '.join(valid)}", as_json)
+    expiry = _expiry(expires_in, expires_at)
+    reply = base.send(
+        settings,
+        actor,
+        as_json,
+        lambda c: c.generate(name, scope, description=description, expires_at=expiry),
+    )
+    if as_json:
+        typer.echo(reply.to_json().decode())
+        return
+    assert reply.token is not None
+    assert reply.secret is not None
+    console = Console()
+    render.secret_panel(
+        console, reply.secret, f"Token '{reply.token.name}' ({reply.token.id}) created"
+    )
+
+
+@base.app.command("list")
+def list_tokens(
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Revoked and expired tokens too.")
+    ] = False,
+    as_json: base.Json = False,
+) -> None:
+    """List active tokens (all with --all), with who created them and when they were last used."""
+    settings = base.settings()
+
+    async def work(redis: Redis) -> list[Any]:
+        store = TokenStore(redis, Keys(settings.key_prefix), 1000)
+        status = None if show_all else TokenStatus.ACTIVE
+        views, cursor = [], 0
+        while cursor is not None:
+            page = await store.list_tokens(status, cursor, 200)
+            views += page.tokens
+            cursor = page.next_cursor  # type: ignore[assignment]
+        return views
+
+    views = base.run(work, settings, as_json)
+    if as_json:
+        base.print_json([view.model_dump(mode="json") for view in views])
+        return
+    title = "All tokens" if show_all else "Active tokens"
+    Console().print(render.token_table(views, f"{title} ({len(views)})"))
+
+
+@base.app.command()
+def show(token_id: str, as_json: base.Json = False) -> None:
+    """Show one token."""
+    settings = base.settings()
+    view = base.run(
+        lambda redis: TokenStore(redis, Keys(settings.key_prefix), 1000).get(token_id),
+        settings,
+        as_json,
+    )
+    if view is None:
+        base.fail(f"no token has id {token_id}", as_json)
+    if as_json:
+        base.print_json(view.model_dump(mode="json"))
+    else:
+        Console().print(render.token_details(view))
+
+
+@base.app.command()
+def revoke(
+    token_id: str,
+    reason: Annotated[str | None, typer.Option(help="Why, for the audit trail.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask to confirm.")] = False,
+    actor: base.Actor = None,
+    as_json: base.Json = False,
+) -> None:
+    """Revoke a token at once, everywhere."""
+    settings = base.settings()
+    if not yes:
+        view = base.run(
+            lambda redis: TokenStore(redis, Keys(settings.key_prefix), 1000).get(token_id),
+            settings,
+            as_json,
+        )
+        if view is None:
+            base.fail(f"no token has id {token_id}", as_json)
+        if not typer.confirm(f"Revoke token '{view.name}' ({view.id})? Gateways refuse it at once"):
+            base.fail("not revoked", as_json)
+    reply = base.send(settings, actor, as_json, lambda c: c.revoke(token_id, reason=reason))
+    assert reply.token is not None
+    if as_json:
+        typer.echo(reply.to_json().decode())
+    else:
+        typer.echo(f"Revoked '{reply.token.name}' ({reply.token.id}).")
+
+
+@base.app.command()
+def rotate(
+    token_id: str,
+    grace: Annotated[str, typer.Option(help="How long the old secret keeps working.")] = "0s",
+    actor: base.Actor = None,
+    as_json: base.Json = False,
+) -> None:
+    """Give a token a new secret, printed once; the old one works for the grace period."""
+    settings = base.settings()
+    try:
+        grace_seconds = int(parse_duration(grace).total_seconds())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    reply = base.send(
+        settings, actor, as_json, lambda c: c.rotate(token_id, grace_seconds=grace_seconds)
+    )
+    if as_json:
+        typer.echo(reply.to_json().decode())
+        return
+    assert reply.token is not None
+    assert reply.secret is not None
+    what = f"Token '{reply.token.name}' ({reply.token.id}) rotated"
+    if grace_seconds:
+        what += f"; the old secret works for {grace} more"
+    render.secret_panel(Console(), reply.secret, what)
+
+
+@base.admins_app.command("list")
+def admins_list(as_json: base.Json = False) -> None:
+    """Administrators in the Redis set (TOKENS_ADMINS of the service adds to these)."""
+    settings = base.settings()
+
+    async def work(redis: Redis) -> list[str]:
+        return sorted(cast(set[str], await redis.smembers(Keys(settings.key_prefix).admins)))
+
+    names = base.run(work, settings, as_json)
+    if as_json:
+        base.print_json(names)
+    else:
+        typer.echo("\n".join(names) if names else "no administrators in the set")
+
+
+def _change_admins(name: str, add: bool, as_json: bool) -> None:
+    settings = base.settings()
+    key = Keys(settings.key_prefix).admins
+
+    async def work(redis: Redis) -> int:
+        changed = await (redis.sadd(key, name) if add else redis.srem(key, name))
+        return int(changed)
+
+    changed = base.run(work, settings, as_json)
+    verb = "added" if add else "removed"
+    if as_json:
+        base.print_json({"ok": True, "admin": name, verb: bool(changed)})
+    else:
+        typer.echo(
+            f"{name} {verb}."
+            if changed
+            else f"{name} was {'already' if add else 'not'} an administrator."
+        )
+
+
+@base.admins_app.command("add")
+def admins_add(name: str, as_json: base.Json = False) -> None:
+    """Let NAME generate, rotate and revoke tokens."""
+    _change_admins(name, True, as_json)
+
+
+@base.admins_app.command("remove")
+def admins_remove(name: str, as_json: base.Json = False) -> None:
+    """Take that right away from NAME."""
+    _change_admins(name, False, as_json)
