@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import AfterValidator, PlainSerializer
@@ -22,14 +22,18 @@ def format_timestamp(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
 def to_millis(moment: datetime) -> int:
-    """Milliseconds since the epoch, as the gateway lookup stores expiry."""
-    return int(moment.timestamp() * 1000)
+    """Milliseconds since the epoch, as the gateway lookup stores expiry (exact, no floats)."""
+    return (moment - _EPOCH) // _MILLISECOND
 
 
 def from_millis(millis: int) -> datetime:
     """The inverse of :func:`to_millis`."""
-    return datetime.fromtimestamp(millis / 1000, tz=UTC)
+    return _EPOCH + millis * _MILLISECOND
 
 
 def _require_timezone(moment: datetime) -> datetime:

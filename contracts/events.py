@@ -96,10 +96,10 @@ class TokenUsed(EventBase):
     """A gateway accepted a token ``count`` times since its last report."""
 
     type: Literal["TokenUsed"] = "TokenUsed"
-    token_id: str
+    token_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")
     used_at: Timestamp
-    count: int = Field(ge=1)
-    gateway: str
+    count: int = Field(ge=1, le=1_000_000_000)
+    gateway: str = Field(min_length=1, max_length=256)
 
 
 Event = Annotated[

@@ -31,7 +31,7 @@ CHECKSUM_LENGTH = 6
 _HINT_LENGTH = 4
 _ALPHABET = frozenset(BASE62)
 
-TOKEN_SHAPE = re.compile(r"\b([A-Za-z0-9]+)_([0-9A-Za-z]{38})\b")
+TOKEN_SHAPE = re.compile(r"(?<![0-9A-Za-z])([0-9A-Za-z]+)_([0-9A-Za-z]{38})(?![0-9A-Za-z])")
 """Anything shaped like a token, whatever its prefix; used to find and mask them."""
 
 

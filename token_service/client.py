@@ -76,7 +76,10 @@ class TokenClient:
 
     async def _listen(self, pubsub: PubSub) -> None:
         async for message in pubsub.listen():
-            reply = CommandReply.model_validate_json(message["data"])
+            try:
+                reply = CommandReply.model_validate_json(message["data"])
+            except ValueError:  # not a reply of ours: ignore it, keep listening
+                continue
             waiter = self._waiting.get(reply.command_id or "")
             if waiter is not None and not waiter.done():
                 waiter.set_result(reply)

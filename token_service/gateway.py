@@ -18,7 +18,6 @@ from enum import StrEnum
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from contracts.scopes import grants
 from contracts.token_format import DEFAULT_PREFIX, is_well_formed, secret_digest
@@ -65,6 +64,7 @@ class _Lookups:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._waiting: dict[str, list[asyncio.Future[dict[str, str] | None]]] = {}
+        self._running: set[asyncio.Task[None]] = set()
 
     def fetch(self, key: str) -> asyncio.Future[dict[str, str] | None]:
         loop = asyncio.get_running_loop()
@@ -76,7 +76,9 @@ class _Lookups:
 
     def _flush(self) -> None:
         batch, self._waiting = self._waiting, {}
-        asyncio.get_running_loop().create_task(self._run(batch))
+        task = asyncio.get_running_loop().create_task(self._run(batch))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def _run(self, batch: dict[str, list[asyncio.Future[dict[str, str] | None]]]) -> None:
         keys = list(batch)
@@ -85,17 +87,22 @@ class _Lookups:
                 for key in keys:
                     pipe.hgetall(key)
                 results: list[Any] = await pipe.execute()
-        except (TimeoutError, RedisError, OSError) as exc:
+            found = {
+                key: _text(fields) if fields else None
+                for key, fields in zip(keys, results, strict=True)
+            }
+        except BaseException as exc:  # every waiter must hear of it, or it would wait forever
             for futures in batch.values():
                 for future in futures:
                     if not future.done():
                         future.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             return
-        for key, fields in zip(keys, results, strict=True):
-            found = _text(fields) if fields else None
-            for future in batch[key]:
+        for key, futures in batch.items():
+            for future in futures:
                 if not future.done():
-                    future.set_result(found)
+                    future.set_result(found.get(key))
 
 
 def _text(fields: dict[Any, Any]) -> dict[str, str]:
@@ -116,28 +123,31 @@ class Verifier:
         token_prefix: str = DEFAULT_PREFIX,
         reporter: UsageReporter | None = None,
         clock_ms: Callable[[], int] | None = None,
+        timeout_s: float = 1.0,
     ) -> None:
         self.keys = Keys(key_prefix)
         self.token_prefix = token_prefix
         self.reporter = reporter
         self._lookups = _Lookups(redis)
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self.timeout_s = timeout_s
 
     async def verify(self, token: str, scope: str) -> Verdict:
         """Accept ``token`` for ``scope``, or say why not; never raises for a bad token."""
         if not is_well_formed(token, self.token_prefix):
             return Rejected(RejectReason.MALFORMED)
         try:
-            found = await self._lookups.fetch(self.keys.secret(secret_digest(token)))
-        except (TimeoutError, RedisError, OSError):
+            async with asyncio.timeout(self.timeout_s):
+                found = await self._lookups.fetch(self.keys.secret(secret_digest(token)))
+        except Exception:  # Redis away, stalled or answering nonsense: fail closed
             return Rejected(RejectReason.UNAVAILABLE)
         if found is None or "token_id" not in found:
             return Rejected(RejectReason.UNKNOWN)
         token_id = found["token_id"]
         now_ms = self._clock_ms()
-        expires = found.get("expires_at")
+        expires = found.get("expires_at", "")
         # Redis drops an expired key on its own, but not to the millisecond: the clock rules.
-        if expires is not None and int(expires) <= now_ms:
+        if expires and (not expires.isdigit() or int(expires) <= now_ms):
             return Rejected(RejectReason.EXPIRED, token_id)
         scopes = tuple(found.get("scopes", "").split())
         if not grants(scopes, scope):

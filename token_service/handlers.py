@@ -149,6 +149,7 @@ def revoke(command: RevokeToken, context: Context) -> Mutation:
         event.to_json().decode(),
         k.secret_prefix,
         k.name_prefix,
+        to_millis(context.now),
     ]
     return Mutation("revoke", keys, args, command.token_id)
 

@@ -17,13 +17,13 @@ from faststream.redis.parser import BinaryMessageFormatV1
 from pydantic import ValidationError
 
 from contracts import COMMAND_TYPES, CommandBase
-from contracts.token_format import TOKEN_SHAPE
+from contracts.token_format import TOKEN_SHAPE, find_tokens
 
 __all__ = ["MAX_PAYLOAD_BYTES", "DeadLetter", "Invalid", "Parsed", "open_entry"]
 
 MAX_PAYLOAD_BYTES = 64 * 1024
-_CHANNEL = re.compile(r"^[\x21-\x7e]{1,256}$")
-_COMMAND_ID = re.compile(r"^[\x20-\x7e]{1,128}$")
+_CHANNEL = re.compile(r"[\x21-\x7e]{1,256}")
+_COMMAND_ID = re.compile(r"[\x20-\x7e]{1,128}")
 
 
 def _printable(value: object, limit: int = 200) -> str:
@@ -59,14 +59,17 @@ class Parsed:
 
 
 def _valid(pattern: re.Pattern[str], value: Any) -> str | None:
-    return value if isinstance(value, str) and pattern.match(value) else None
+    # Only a well-shaped value that holds no token may become a key, an event or a channel.
+    if isinstance(value, str) and pattern.fullmatch(value) and not find_tokens(value):
+        return value
+    return None
 
 
 def _field_errors(error: ValidationError) -> dict[str, str]:
     fields: dict[str, str] = {}
     for item in error.errors(include_url=False, include_input=False):
         where = ".".join(str(part) for part in item["loc"]) or "command"
-        fields.setdefault(where, _printable(item["msg"]))
+        fields.setdefault(_printable(where, 100), _printable(item["msg"]))
     return fields
 
 

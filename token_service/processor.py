@@ -21,6 +21,7 @@ from contracts import (
     CommandReply,
     ErrorCode,
     ErrorInfo,
+    to_millis,
     utc_now,
 )
 from contracts.token_format import find_tokens
@@ -99,8 +100,15 @@ class CommandProcessor:
         batch = [_Work(entry_id.decode(), fields) for entry_id, fields in entries]
         if claimed:
             await self._give_up_on_repeated_failures(batch)
+        oldest_ms = to_millis(context.now) - self.settings.command_ttl_seconds * 1000
         for work in batch:
-            if work.dead_reason is None:
+            if work.settled:
+                continue
+            if int(work.entry_id.partition("-")[0]) < oldest_ms:
+                # Its command id may be forgotten by now: applying it could apply it twice.
+                work.dead_reason = "older than the command-id memory; not applied"
+                work.settled = True
+            else:
                 self._prepare(work, context)
         await self._apply(batch)
         await self._reject(batch)
@@ -111,13 +119,19 @@ class CommandProcessor:
             deliveries = await delivery_count(
                 self.store.redis, self.keys.commands, GROUP, work.entry_id
             )
-            if deliveries > self.settings.max_deliveries:
-                work.dead_reason = f"not handled after {deliveries - 1} deliveries"
-                work.dead_code = ErrorCode.INTERNAL
-                work.settled = True
-                opened = open_entry(work.fields)
-                if isinstance(opened, Parsed):  # so that the sender hears why
-                    self._describe(work, opened)
+            if deliveries <= self.settings.max_deliveries:
+                continue
+            work.settled = True
+            opened = open_entry(work.fields)
+            if isinstance(opened, Parsed):  # so that the sender hears why
+                self._describe(work, opened)
+                assert work.command_id is not None
+                first = await self.store.outcome_of(work.command_id)
+                if first is not None:  # it was applied, only its acknowledgement was lost
+                    work.reply = _reply_from_outcome(work.command_id, first)
+                    continue
+            work.dead_reason = f"not handled after {deliveries - 1} deliveries"
+            work.dead_code = ErrorCode.INTERNAL
 
     def _prepare(self, work: _Work, context: Context) -> None:
         try:
@@ -255,7 +269,8 @@ class CommandProcessor:
         done = [w for w in batch if w.settled]
         if not done:
             return
-        async with self.store.redis.pipeline(transaction=False) as pipe:
+        # One MULTI: if Redis refuses a write (out of memory), nothing is acknowledged either.
+        async with self.store.redis.pipeline(transaction=True) as pipe:
             for work in done:
                 if work.dead_reason is not None:
                     pipe.xadd(self.keys.dead_letter, {"data": self._dead_letter(work)})

@@ -136,16 +136,21 @@ class TokenStore:
     ) -> list[object]:
         if not self._shas:
             await self.load_scripts()
-        for attempt in range(2):
+        replies: list[object] = [NoScriptError()] * len(calls)
+        for _ in range(2):
+            # Only calls Redis did not run (script cache lost in a restart or a flush) go again:
+            # the others did run, and running them twice would answer "duplicate".
+            todo = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if not todo:
+                break
             async with self.redis.pipeline(transaction=False) as pipe:
-                for script, keys, args in calls:
+                for i in todo:
+                    script, keys, args = calls[i]
                     pipe.evalsha(self._shas[script], len(keys), *keys, *args)
-                replies: list[object] = await pipe.execute(raise_on_error=False)
-            if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
-                # Redis lost its script cache (a restart): nothing ran for those calls.
+                for i, reply in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
+                    replies[i] = reply
+            if any(isinstance(replies[i], NoScriptError) for i in todo):
                 await self.load_scripts()
-                continue
-            break
         return replies
 
     async def apply(self, mutations: Sequence[Mutation]) -> list[Outcome]:
@@ -180,6 +185,11 @@ class TokenStore:
         except NoScriptError:
             await self.load_scripts()
             return int(await self.redis.evalsha(self._shas["expire"], len(keys), *keys, *args))
+
+    async def outcome_of(self, command_id: str) -> dict[str, object] | None:
+        """The remembered first outcome of a command, if it was handled."""
+        stored = await self.redis.get(self.keys.command(command_id))
+        return None if stored is None else cast(dict[str, object], orjson.loads(stored))
 
     async def get(self, token_id: str) -> TokenView | None:
         """One token as the contract's view, or ``None`` when no token has this id."""

@@ -53,6 +53,7 @@ class UsageReporter:
         self._tallies: dict[str, _Tally] = {}
         self._unsent: list[bytes] = []
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def record(self, token_id: str, used_ms: int) -> None:
         """Count one accepted use; O(1), never waits."""
@@ -71,9 +72,14 @@ class UsageReporter:
             self._task = asyncio.create_task(self._loop(), name="usage-reporter")
 
     async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            await self.flush()
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval_s)
+            try:
+                await self.flush()
+            except Exception:  # a bug must not end reporting for good
+                _log.exception("usage_report_crashed")
+        await self.flush()  # what was counted while the last report was on its way
 
     async def flush(self) -> None:
         """Send what has been counted, and anything a failed report left over."""
@@ -96,16 +102,19 @@ class UsageReporter:
                 for event in batch:
                     pipe.xadd(self.stream, {"data": event})
                 await pipe.execute()
-        except (TimeoutError, RedisError, OSError) as exc:
+        except BaseException as exc:
+            # Not confirmed: keep the reports, event ids and all, for the next try.
             self._unsent = batch[-self.max_tokens :]
             self.dropped_reports += max(0, len(batch) - self.max_tokens)
+            if not isinstance(exc, RedisError | OSError | TimeoutError):
+                raise
             _log.warning("usage_report_failed", entries=len(batch), error=str(exc))
 
     async def close(self) -> None:
         """Stop reporting, after one last report of what was counted."""
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task  # it reports once more on its way out
             self._task = None
-        await self.flush()
+        else:
+            await self.flush()

@@ -152,7 +152,7 @@ class AuditWorker:
         done: list[str],
         dead: list[tuple[str, dict[bytes, bytes], str]],
     ) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.redis.pipeline(transaction=True) as pipe:
             for entry_id, fields, reason in dead:
                 letter = dead_letter(
                     stream=stream,

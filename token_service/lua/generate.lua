@@ -7,6 +7,8 @@ if holder then
   return {'rejected', 'conflict', 'the name is taken by active token ' .. holder}
 end
 local token_id, expires_ms = ARGV[4], ARGV[6]
+-- The event goes first: should Redis refuse it, nothing has changed yet.
+redis.call('XADD', KEYS[9], '*', 'data', ARGV[9])
 
 redis.call('HSET', KEYS[4], unpack(ARGV, 10))
 redis.call('HSET', KEYS[6], 'token_id', token_id, 'scopes', ARGV[7])
@@ -20,7 +22,6 @@ if expires_ms ~= '' then
   redis.call('PEXPIREAT', KEYS[3], expires_ms)
   redis.call('ZADD', KEYS[8], expires_ms, token_id)
 end
-redis.call('XADD', KEYS[9], '*', 'data', ARGV[9])
 
 local fields = redis.call('HGETALL', KEYS[4])
 remember_token(fields)

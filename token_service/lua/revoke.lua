@@ -1,13 +1,20 @@
 -- RevokeToken. KEYS: 3 token record, 4 token secrets zset, 5 expiries, 6 events.
 -- ARGV: 4 token id, 5 now (RFC 3339), 6 TokenRevoked JSON, 7 secret key prefix,
--- 8 name key prefix.
+-- 8 name key prefix, 9 now ms.
 if redis.call('EXISTS', KEYS[3]) == 0 then
   return {'rejected', 'not_found', 'no token has this id'}
 end
-if redis.call('HGET', KEYS[3], 'status') == 'revoked' then
+local record = redis.call('HMGET', KEYS[3], 'status', 'expires_ms')
+if record[1] == 'revoked' then
   return {'rejected', 'conflict', 'the token is already revoked'}
 end
+-- Expired is as final as revoked: nothing is left to stop (its secrets are gone).
+if record[1] == 'expired' or (record[2] and tonumber(record[2]) <= tonumber(ARGV[9])) then
+  return {'rejected', 'conflict', 'the token has expired'}
+end
 local token_id = ARGV[4]
+-- The event goes first: should Redis refuse it, nothing has changed yet.
+redis.call('XADD', KEYS[6], '*', 'data', ARGV[6])
 
 -- Every live secret goes at once: the current one and any still in a grace period.
 for _, digest in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
@@ -20,7 +27,6 @@ if redis.call('GET', name_key) == token_id then
 end
 redis.call('ZREM', KEYS[5], token_id)
 redis.call('HSET', KEYS[3], 'status', 'revoked', 'revoked_at', ARGV[5], 'revoked_by', ARGV[1])
-redis.call('XADD', KEYS[6], '*', 'data', ARGV[6])
 
 local fields = redis.call('HGETALL', KEYS[3])
 remember_token(fields)

@@ -5,7 +5,7 @@
 if redis.call('EXISTS', KEYS[3]) == 0 then
   return {'rejected', 'not_found', 'no token has this id'}
 end
-local record = redis.call('HMGET', KEYS[3], 'status', 'expires_ms', 'scopes')
+local record = redis.call('HMGET', KEYS[3], 'status', 'expires_ms', 'scopes', 'expires_at')
 local status, expires_ms, scopes = record[1], record[2], record[3]
 local now_ms, grace_end = tonumber(ARGV[5]), tonumber(ARGV[7])
 if status ~= 'active' then
@@ -14,10 +14,16 @@ end
 if expires_ms and tonumber(expires_ms) <= now_ms then
   return {'rejected', 'conflict', 'the token has expired and cannot be rotated'}
 end
--- An old secret never outlives its token.
+-- An old secret never outlives its token, and the event says so.
+local event = ARGV[10]
 if expires_ms and tonumber(expires_ms) < grace_end then
   grace_end = tonumber(expires_ms)
+  local decoded = cjson.decode(event)
+  decoded['previous_valid_until'] = record[4]
+  event = cjson.encode(decoded)
 end
+-- The event goes first: should Redis refuse it, nothing has changed yet.
+redis.call('XADD', KEYS[6], '*', 'data', event)
 
 -- Secrets whose grace has run out are already gone from Redis; forget them.
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[5])
@@ -39,7 +45,6 @@ end
 redis.call('ZADD', KEYS[4], '+inf', ARGV[8])
 redis.call('SET', KEYS[7], ARGV[4])
 redis.call('HSET', KEYS[3], 'rotated_at', ARGV[6], 'hint', ARGV[9])
-redis.call('XADD', KEYS[6], '*', 'data', ARGV[10])
 
 local fields = redis.call('HGETALL', KEYS[3])
 remember_token(fields)

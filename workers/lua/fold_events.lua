@@ -5,9 +5,10 @@ local prefix, ttl = ARGV[1], ARGV[2]
 local kept = 0
 for i = 3, #ARGV, 4 do
   local seen = prefix .. ':seen:' .. ARGV[i + 1]
-  if redis.call('SADD', seen, ARGV[i]) == 1 then
+  local token = prefix .. ':token:' .. ARGV[i + 2]
+  if redis.call('EXISTS', token) == 1 and redis.call('SADD', seen, ARGV[i]) == 1 then
     redis.call('PEXPIRE', seen, ttl)
-    redis.call('RPUSH', prefix .. ':token:' .. ARGV[i + 2] .. ':audit', ARGV[i + 3])
+    redis.call('RPUSH', token .. ':audit', ARGV[i + 3])
     kept = kept + 1
   end
 end

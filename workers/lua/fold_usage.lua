@@ -8,8 +8,7 @@ local prefix, ttl = ARGV[1], ARGV[2]
 local folded = 0
 for i = 3, #ARGV, 6 do
   local seen = prefix .. ':seen:' .. ARGV[i + 1]
-  if redis.call('SADD', seen, ARGV[i]) == 1 then
-    redis.call('PEXPIRE', seen, ttl)
+  if redis.call('SISMEMBER', seen, ARGV[i]) == 0 then
     local token = prefix .. ':token:' .. ARGV[i + 2]
     if redis.call('EXISTS', token) == 1 then
       local last = redis.call('HGET', token, 'last_used_ms')
@@ -18,6 +17,9 @@ for i = 3, #ARGV, 6 do
       end
       redis.call('HINCRBY', token .. ':daily', ARGV[i + 5], ARGV[i + 4])
     end
+    -- Marked seen last: an error above leaves it unmarked, so a redelivery tries again.
+    redis.call('SADD', seen, ARGV[i])
+    redis.call('PEXPIRE', seen, ttl)
     folded = folded + 1
   end
 end
