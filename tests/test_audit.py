@@ -177,5 +177,8 @@ async def test_token_expired_once_with_two_service_processes(
             await service.store.redis.aclose()
     expired = [e for e in await stream_data(redis, keys.events) if e["type"] == "TokenExpired"]
     assert sorted(e["token_id"] for e in expired) == sorted(ids)
-    for token_id in ids:
+    for n, token_id in enumerate(ids):
         assert await redis.hget(keys.token(token_id), "status") == "expired"
+        assert not await redis.exists(keys.token_secrets(token_id))
+        assert not await redis.exists(keys.name(f"brief-{n}"))
+        assert await redis.zscore(keys.expiries, token_id) is None

@@ -8,9 +8,10 @@ from datetime import timedelta
 import orjson
 from redis.asyncio import Redis
 
-from contracts import ErrorCode, TokenStatus, utc_now
+from contracts import ErrorCode, TokenStatus, format_timestamp, utc_now
 from contracts.token_format import is_well_formed, secret_digest
 from tests.conftest import ADMIN
+from tests.leaks import tokens_in_redis
 from tests.streams import entries, events_of, listening, send_raw
 from token_service.client import TokenClient
 from token_service.keys import Keys
@@ -280,3 +281,68 @@ async def test_command_holding_a_real_token_is_refused_and_erased(
     assert created.secret not in reply.to_json().decode()
     for _, fields in await entries(redis, keys.commands):
         assert created.secret not in fields["data"]
+
+
+async def test_token_in_a_command_id_or_field_name_never_reaches_redis(
+    client: TokenClient, redis: Redis, keys: Keys, settings: ServiceSettings
+) -> None:
+    created = await client.generate("victim-2", ["entities:read"])
+    secret = created.secret
+    assert secret is not None
+    async with listening(redis, "r-sneaky") as replies:
+        by_id: dict[str, object] = {
+            "type": "RevokeToken",
+            "command_id": f"id_{secret}",
+            "actor": ADMIN,
+        }
+        by_id |= {"token_id": "x", "reply_to": "r-sneaky"}
+        await send_raw(redis, keys.commands, data=by_id)
+        by_field: dict[str, object] = {
+            "type": "RevokeToken",
+            "command_id": "c-field",
+            "actor": ADMIN,
+        }
+        by_field |= {"token_id": "x", secret: 1, "reply_to": "r-sneaky"}
+        await send_raw(redis, keys.commands, data=by_field)
+        anonymous = await replies.wait_for(None)
+        named = await replies.wait_for("c-field")
+    assert anonymous.error is not None
+    assert named.error is not None
+    assert secret not in named.to_json().decode()
+    assert await tokens_in_redis(settings.redis_url or "", f"{settings.key_prefix}:*") == []
+
+
+async def test_expired_token_cannot_be_revoked_or_rotated(client: TokenClient) -> None:
+    soon = utc_now() + timedelta(milliseconds=200)
+    created = await client.generate("lapsing", ["entities:read"], expires_at=soon)
+    assert created.token is not None
+    await asyncio.sleep(0.3)
+    for reply in (await client.revoke(created.token.id), await client.rotate(created.token.id)):
+        assert reply.error is not None
+        assert reply.error.code is ErrorCode.CONFLICT
+        assert "expired" in reply.error.message
+
+
+async def test_grace_never_outlives_the_token_and_the_event_says_so(
+    client: TokenClient, redis: Redis, keys: Keys
+) -> None:
+    expires = utc_now() + timedelta(minutes=10)
+    created = await client.generate("short-grace", ["entities:read"], expires_at=expires)
+    assert created.token is not None
+    assert created.secret is not None
+    await client.rotate(created.token.id, grace_seconds=3600)
+    (event,) = await events_of(redis, keys.events, "TokenRotated")
+    assert event["previous_valid_until"] == format_timestamp(expires)
+    assert 590 <= await redis.ttl(keys.secret(secret_digest(created.secret))) <= 600
+
+
+async def test_commands_still_work_after_redis_forgets_its_scripts(
+    client: TokenClient, redis: Redis
+) -> None:
+    await redis.script_flush()
+    created = await client.generate("after-flush", ["entities:read"])
+    assert created.ok
+    assert created.secret is not None
+    assert created.token is not None
+    await redis.script_flush()
+    assert (await client.revoke(created.token.id)).ok

@@ -176,3 +176,46 @@ async def test_command_applied_but_not_acknowledged_is_answered_as_a_duplicate(
     assert reply.secret is None
     assert len(await events_of(redis, keys.events, "TokenCreated")) == 1
     assert await _pending(redis, keys) == 0
+
+
+async def test_entry_older_than_the_command_id_memory_is_not_replayed(
+    service: Service, redis: Redis, keys: Keys
+) -> None:
+    """After a lost group, history would be read again; old commands must not reapply."""
+    async with listening(redis, "r-old") as replies:
+        old = _generate("c-ancient", "ancient", "r-old")
+        await redis.xadd(keys.commands, {"data": orjson.dumps(old)}, id="1000-0")
+        await send_raw(redis, keys.commands, data=_generate("c-new", "new", "r-old"))
+        assert (await replies.wait_for("c-new")).ok
+    (letter,) = await stream_data(redis, keys.dead_letter)
+    assert letter["entry_id"] == "1000-0"
+    assert "older than" in letter["reason"]
+    assert len(await events_of(redis, keys.events, "TokenCreated")) == 1
+
+
+async def test_applied_entry_that_keeps_coming_back_is_answered_not_dead_lettered(
+    settings: ServiceSettings, redis: Redis, keys: Keys
+) -> None:
+    service = build_service(settings.model_copy(update={"max_deliveries": 1}))
+    await service.store.ensure_group(keys.commands, GROUP)
+    async with listening(redis, "r-back") as replies:
+        await send_raw(redis, keys.commands, data=_generate("c-back", "back", "r-back"))
+        read = await service.store.redis.xreadgroup(GROUP, "ghost", {keys.commands: ">"})
+        ((_, [(entry_id, fields)]),) = cast(list[tuple[str, list[Any]]], read)
+        parsed = open_entry({k.encode(): v.encode() for k, v in fields.items()})
+        assert isinstance(parsed, Parsed)
+        mutation = handle(parsed.command, service.processor._context())
+        assert isinstance(mutation, Mutation)
+        await service.store.apply([mutation])
+        # Delivered many times already, as if each consumer died before its XACK.
+        await redis.xclaim(keys.commands, GROUP, "ghost", 0, [entry_id], retrycount=9)
+        await service.app.start()
+        try:
+            reply = await replies.wait_for("c-back", limit_s=10)
+        finally:
+            await service.app.stop()
+            await service.store.redis.aclose()
+    assert reply.ok
+    assert reply.duplicate
+    assert await redis.xlen(keys.dead_letter) == 0
+    assert await _pending(redis, keys) == 0

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -190,3 +191,34 @@ async def test_reporter_memory_is_bounded_and_redis_outage_loses_no_count(
     await reporter.flush()
     assert len(await stream_data(redis, keys.usage)) == 5
     await nowhere.aclose()
+
+
+async def test_a_stalled_redis_is_refused_within_the_timeout(settings: ServiceSettings) -> None:
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1_000_000)
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    stalled = Redis(port=port, retry=Retry(NoBackoff(), 0))
+    verifier = _verifier(stalled, settings, timeout_s=0.3)
+    started = time.monotonic()
+    verdicts = await asyncio.gather(*(verifier.verify(mint(), "entities:read") for _ in range(5)))
+    assert verdicts == [Rejected(RejectReason.UNAVAILABLE)] * 5
+    assert time.monotonic() - started < 2
+    server.close()
+    await stalled.aclose()
+
+
+async def test_an_unexpected_error_fails_every_waiting_check_closed(
+    settings: ServiceSettings,
+) -> None:
+    class Broken(Redis):
+        def pipeline(self, *args: object, **kwargs: object) -> Any:
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad reply")
+
+    verifier = _verifier(Broken(port=free_port()), settings)
+    verdicts = await asyncio.wait_for(
+        asyncio.gather(*(verifier.verify(mint(), "entities:read") for _ in range(3))), 2
+    )
+    assert verdicts == [Rejected(RejectReason.UNAVAILABLE)] * 3

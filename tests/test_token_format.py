@@ -3,9 +3,11 @@
 import hashlib
 import zlib
 
+from contracts import from_millis, to_millis, utc_now
 from contracts.token_format import (
     BASE62,
     checksum,
+    find_tokens,
     hint,
     is_well_formed,
     mint,
@@ -23,14 +25,12 @@ def test_minted_token_has_prefix_random_part_and_checksum() -> None:
 
 
 def test_checksum_is_crc32_in_base62_left_padded() -> None:
-    random_part = "A" * 32
-    value = zlib.crc32(random_part.encode())
-    digits = ""
-    while value:
-        value, rest = divmod(value, 62)
-        digits = BASE62[rest] + digits
-    assert checksum(random_part) == digits.rjust(6, "0")
-    assert len(checksum("0" * 32)) == 6
+    # Pinned values: CRC-32 2700251856 and 551612971 written in base62 by hand.
+    assert zlib.crc32(b"0" * 32) == 2700251856
+    assert checksum("0" * 32) == "2wjyrI"
+    small = "00000000000000000000000000000013"
+    assert zlib.crc32(small.encode()) == 551612971
+    assert checksum(small) == "0bKVjP"  # five digits, padded to six
 
 
 def test_minted_tokens_are_well_formed_and_distinct() -> None:
@@ -70,3 +70,16 @@ def test_digest_is_lowercase_hex_sha256_of_the_whole_string() -> None:
 def test_hint_is_prefix_and_four_characters() -> None:
     token = mint()
     assert hint(token) == token[:8]
+
+
+def test_tokens_are_found_next_to_underscores_and_words() -> None:
+    token = mint()
+    for text in (f"x_{token}", f"{token}_old", f"TOKEN_{token}", f"key={token};", token):
+        assert find_tokens(text) == [token]
+    assert find_tokens(token + "X") == []
+
+
+def test_milliseconds_round_trip_exactly() -> None:
+    now = utc_now()
+    assert from_millis(to_millis(now)) == now
+    assert to_millis(from_millis(2_147_483_647_123)) == 2_147_483_647_123
