@@ -25,7 +25,7 @@ class AuditSettings(BaseSettings):
     poll_ms: int = Field(default=100, ge=1, validation_alias="AUDIT_POLL_MS")
     claim_idle_ms: int = Field(default=30_000, ge=100, validation_alias="AUDIT_CLAIM_IDLE_MS")
     max_deliveries: int = Field(default=5, ge=1, validation_alias="AUDIT_MAX_DELIVERIES")
-    dedupe_hours: int = Field(default=6, ge=1, le=24 * 30, validation_alias="AUDIT_DEDUPE_HOURS")
+    dedupe_hours: int = Field(default=1, ge=1, le=24 * 30, validation_alias="AUDIT_DEDUPE_HOURS")
     """How long event ids are remembered, so a repeat within this window counts once."""
     log_level: str = Field(
         default="INFO", pattern=r"^(?i:debug|info|warning|error)$", validation_alias="LOG_LEVEL"
