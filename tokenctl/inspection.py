@@ -123,7 +123,10 @@ def stale(
         return
     console = Console()
     for title, views in sections.items():
-        console.print(render.token_table(views, f"{title.capitalize()} ({len(views)})"))
+        if views:
+            console.print(render.token_table(views, f"{title.capitalize()} ({len(views)})"))
+        else:
+            console.print(f"{title.capitalize()}: none")
 
 
 @base.app.command()

@@ -19,6 +19,8 @@ def ago(moment: datetime | None, *, never: str = "never") -> str:
     if moment is None:
         return never
     seconds = int((utc_now() - moment).total_seconds())
+    if abs(seconds) < 5:
+        return "just now"
     future, seconds = seconds < 0, abs(seconds)
     for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
         if seconds >= size or unit == "second":
