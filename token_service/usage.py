@@ -60,7 +60,8 @@ class UsageReporter:
         tally = self._tallies.get(token_id)
         if tally is not None:
             tally.count += 1
-            tally.last_ms = max(tally.last_ms, used_ms)
+            if used_ms > tally.last_ms:
+                tally.last_ms = used_ms
         elif len(self._tallies) < self.max_tokens:
             self._tallies[token_id] = _Tally(1, used_ms)
         else:  # memory stays bounded however many tokens are seen
