@@ -53,6 +53,11 @@ async def _folded(redis: Redis, keys: Keys) -> bool:
     return int(pending["pending"]) == 0 and await _all_read(redis, keys)
 
 
+async def _daily_total(redis: Redis, keys: Keys, token_id: str, expected: int) -> bool:
+    daily = await redis.hgetall(keys.token_daily(token_id))
+    return sum(int(v) for v in daily.values()) >= expected
+
+
 async def _all_read(redis: Redis, keys: Keys) -> bool:
     groups = await redis.xinfo_groups(keys.usage)
     (group,) = [g for g in groups if g["name"] == USAGE_GROUP]
@@ -70,6 +75,8 @@ async def test_last_use_moves_only_forward_and_each_event_counts_once(
     for data in (newest, _used(token_id, now - timedelta(minutes=5), 2), newest):
         await redis.xadd(keys.usage, {"data": data})
     await wait_for(lambda: _folded(redis, keys))
+    await wait_for(lambda: _daily_total(redis, keys, token_id, 7))
+    await asyncio.sleep(0.2)  # a duplicate counted late would show now
     record = await redis.hgetall(keys.token(token_id))
     assert record["last_used_ms"] == str(int(now.timestamp() * 1000))
     daily = await redis.hgetall(keys.token_daily(token_id))
@@ -103,6 +110,8 @@ async def test_two_workers_in_one_group_count_each_event_once(
                         pipe.xadd(keys.usage, {"data": data})
                 await pipe.execute()
         await wait_for(lambda: _folded(redis, keys), limit_s=20)
+        await wait_for(lambda: _daily_total(redis, keys, token_id, total), limit_s=20)
+        await asyncio.sleep(0.2)
     finally:
         for each in workers:
             await each.app.stop()

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import sys
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import orjson
 import structlog
 from faststream import FastStream
 from faststream.redis import RedisBroker
@@ -25,26 +25,19 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from contracts import TokenUsed, event_adapter, format_timestamp, from_millis, to_millis
+from contracts import event_adapter, to_millis
 from token_service.batching import StreamEntry, delivery_count, subscribe_batches
 from token_service.deadletter import dead_letter
 from token_service.keys import Keys
 from token_service.logs import configure_logging
 from workers.settings import AuditSettings
+from workers.usage_events import HOUR_MS, Fold, read_usage
 
 __all__ = ["EVENTS_GROUP", "USAGE_GROUP", "AuditWorker", "Worker", "build_worker", "main"]
 
 USAGE_GROUP = "audit-usage"
 EVENTS_GROUP = "audit"
-_HOUR_MS = 3_600_000
-_DAY_MS = 24 * _HOUR_MS
 _log = structlog.get_logger("workers.audit")
-
-
-@functools.lru_cache(maxsize=64)
-def _day(day_number: int) -> str:
-    """YYYY-MM-DD of a day since the epoch; a batch spans few days, so this is cached."""
-    return format_timestamp(from_millis(day_number * _DAY_MS))[:10]
 
 
 def _lua(name: str) -> str:
@@ -60,7 +53,7 @@ class AuditWorker:
         self.keys = Keys(settings.key_prefix)
         self._sources = {name: _lua(name) for name in ("fold_usage", "fold_events")}
         self._shas: dict[str, str] = {}
-        self._ttl_ms = str(settings.dedupe_hours * _HOUR_MS + _HOUR_MS)
+        self._ttl_ms = str(settings.dedupe_hours * HOUR_MS + HOUR_MS)
 
     async def prepare(self) -> None:
         """Create both groups at id 0 (so nothing written earlier is skipped), load scripts."""
@@ -74,8 +67,6 @@ class AuditWorker:
             self._shas[name] = await self.redis.script_load(source)
 
     async def _fold(self, script: str, args: list[str | int]) -> None:
-        if len(args) <= 2:
-            return
         try:
             await self.redis.evalsha(self._shas[script], 0, *args)
         except NoScriptError:  # Redis restarted and lost its script cache
@@ -83,34 +74,32 @@ class AuditWorker:
             await self.redis.evalsha(self._shas[script], 0, *args)
 
     async def fold_usage(self, entries: list[StreamEntry], claimed: bool = False) -> None:
-        """Fold a batch from ``tokens:usage``."""
-        args: list[str | int] = [self.keys.prefix, self._ttl_ms]
+        """Fold a batch from ``tokens:usage``; the script acknowledges what it folds."""
+        folds: list[Fold] = []
         done: list[str] = []
         dead: list[tuple[str, dict[bytes, bytes], str]] = []
         for raw_id, fields in entries:
             entry_id = raw_id.decode()
             reason = await self._give_up(self.keys.usage, USAGE_GROUP, entry_id, claimed)
-            if reason is None:
-                try:
-                    event = TokenUsed.model_validate_json(fields.get(b"data", b""))
-                except ValidationError as exc:
-                    reason = _describe(exc)
-                else:
-                    used_ms = to_millis(event.used_at)
-                    args += [
-                        event.event_id,
-                        to_millis(event.occurred_at) // _HOUR_MS,
-                        event.token_id,
-                        used_ms,
-                        event.count,
-                        _day(used_ms // _DAY_MS),
-                    ]
-            if reason is None:
-                done.append(entry_id)
+            read = read_usage(fields.get(b"data", b"")) if reason is None else reason
+            if isinstance(read, str):
+                dead.append((entry_id, fields, read))
             else:
-                dead.append((entry_id, fields, reason))
-        await self._fold("fold_usage", args)
-        await self._settle(self.keys.usage, USAGE_GROUP, done, dead)
+                folds.append(read)
+                done.append(entry_id)
+        if done:
+            await self._fold(
+                "fold_usage",
+                [
+                    self.keys.prefix,
+                    self._ttl_ms,
+                    self.keys.usage,
+                    USAGE_GROUP,
+                    orjson.dumps(folds).decode(),
+                    orjson.dumps(done).decode(),
+                ],
+            )
+        await self._settle(self.keys.usage, USAGE_GROUP, [], dead)
 
     async def fold_events(self, entries: list[StreamEntry], claimed: bool = False) -> None:
         """Fold a batch from ``tokens:events`` into each token's audit trail."""
@@ -128,7 +117,7 @@ class AuditWorker:
                 else:
                     token_id = getattr(event, "token_id", None)
                     if token_id is not None:
-                        bucket = to_millis(event.occurred_at) // _HOUR_MS
+                        bucket = to_millis(event.occurred_at) // HOUR_MS
                         args += [event.event_id, bucket, token_id, event.to_json().decode()]
             if reason is None:
                 done.append(entry_id)
@@ -152,6 +141,8 @@ class AuditWorker:
         done: list[str],
         dead: list[tuple[str, dict[bytes, bytes], str]],
     ) -> None:
+        if not done and not dead:
+            return
         async with self.redis.pipeline(transaction=True) as pipe:
             for entry_id, fields, reason in dead:
                 letter = dead_letter(
