@@ -53,6 +53,7 @@ class AuditWorker:
         self.keys = Keys(settings.key_prefix)
         self._sources = {name: _lua(name) for name in ("fold_usage", "fold_events")}
         self._shas: dict[str, str] = {}
+        self._folding: set[asyncio.Task[None]] = set()
         self._ttl_ms = str(settings.dedupe_hours * HOUR_MS + HOUR_MS)
 
     async def prepare(self) -> None:
@@ -65,6 +66,28 @@ class AuditWorker:
                     raise
         for name, source in self._sources.items():
             self._shas[name] = await self.redis.script_load(source)
+
+    async def _fold_behind(self, script: str, args: list[str | int]) -> None:
+        """Fold while the next batch is read and parsed, with at most two folds in flight.
+
+        Safe because the script acknowledges the entries it folds: a fold that never
+        ran leaves its entries pending, to be claimed and folded later.
+        """
+        while len(self._folding) >= 2:
+            await asyncio.wait(self._folding, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.create_task(self._fold(script, args))
+        self._folding.add(task)
+        task.add_done_callback(self._fold_done)
+
+    def _fold_done(self, task: asyncio.Task[None]) -> None:
+        self._folding.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("fold_failed", error=str(task.exception()))
+
+    async def drain(self) -> None:
+        """Wait for the folds still in flight (at shutdown)."""
+        if self._folding:
+            await asyncio.wait(self._folding)
 
     async def _fold(self, script: str, args: list[str | int]) -> None:
         try:
@@ -88,7 +111,7 @@ class AuditWorker:
                 folds.append(read)
                 done.append(entry_id)
         if done:
-            await self._fold(
+            await self._fold_behind(
                 "fold_usage",
                 [
                     self.keys.prefix,
@@ -203,6 +226,7 @@ def build_worker(settings: AuditSettings) -> Worker:
 
     @app.after_shutdown
     async def close() -> None:
+        await worker.drain()
         await redis.aclose()
 
     return Worker(app=app, broker=broker, worker=worker)
