@@ -49,9 +49,7 @@ def fail(message: str, as_json: bool) -> NoReturn:
     raise typer.Exit(1)
 
 
-def run(work: Callable[[Redis], Awaitable[T]], settings: CliSettings, as_json: bool) -> T:
-    """Run ``work`` with a Redis client, turning outages and timeouts into one-line failures."""
-
+def _with_redis(work: Callable[[Redis], Awaitable[T]], settings: CliSettings) -> T:
     async def wrapped() -> T:
         redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10)
         try:
@@ -59,8 +57,13 @@ def run(work: Callable[[Redis], Awaitable[T]], settings: CliSettings, as_json: b
         finally:
             await redis.aclose()
 
+    return asyncio.run(wrapped())
+
+
+def run(work: Callable[[Redis], Awaitable[T]], settings: CliSettings, as_json: bool) -> T:
+    """Run ``work`` with a Redis client, turning outages and timeouts into one-line failures."""
     try:
-        return asyncio.run(wrapped())
+        return _with_redis(work, settings)
     except ReplyTimeout as exc:
         fail(
             f"the token service did not answer within {settings.timeout_s:g}s: is it running? "
@@ -76,16 +79,8 @@ def run(work: Callable[[Redis], Awaitable[T]], settings: CliSettings, as_json: b
 
 def run_if_reachable(work: Callable[[Redis], Awaitable[T]], settings: CliSettings) -> T | None:
     """Like :func:`run`, but ``None`` when Redis cannot be reached."""
-
-    async def wrapped() -> T:
-        redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10)
-        try:
-            return await work(redis)
-        finally:
-            await redis.aclose()
-
     try:
-        return asyncio.run(wrapped())
+        return _with_redis(work, settings)
     except (RedisError, OSError):
         return None
 

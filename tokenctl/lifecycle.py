@@ -9,7 +9,7 @@ import typer
 from redis.asyncio import Redis
 from rich.console import Console
 
-from contracts import TokenStatus, utc_now
+from contracts import TokenStatus, TokenView, utc_now
 from contracts.scopes import LEVELS
 from token_service.keys import Keys
 from token_service.store import TokenStore
@@ -95,10 +95,7 @@ def list_tokens(
     Console().print(render.token_table(views, f"{title} ({len(views)})"))
 
 
-@base.app.command()
-def show(token_id: str, as_json: base.Json = False) -> None:
-    """Show one token."""
-    settings = base.settings()
+def _existing(settings: CliSettings, token_id: str, as_json: bool) -> TokenView:
     view = base.run(
         lambda redis: TokenStore(redis, Keys(settings.key_prefix), 1000).get(token_id),
         settings,
@@ -106,6 +103,13 @@ def show(token_id: str, as_json: base.Json = False) -> None:
     )
     if view is None:
         base.fail(f"no token has id {token_id}", as_json)
+    return view
+
+
+@base.app.command()
+def show(token_id: str, as_json: base.Json = False) -> None:
+    """Show one token."""
+    view = _existing(base.settings(), token_id, as_json)
     if as_json:
         base.print_json(view.model_dump(mode="json"))
     else:
@@ -123,13 +127,7 @@ def revoke(
     """Revoke a token at once, everywhere."""
     settings = base.settings()
     if not yes:
-        view = base.run(
-            lambda redis: TokenStore(redis, Keys(settings.key_prefix), 1000).get(token_id),
-            settings,
-            as_json,
-        )
-        if view is None:
-            base.fail(f"no token has id {token_id}", as_json)
+        view = _existing(settings, token_id, as_json)
         if not typer.confirm(f"Revoke token '{view.name}' ({view.id})? Gateways refuse it at once"):
             base.fail("not revoked", as_json)
     reply = base.send(settings, actor, as_json, lambda c: c.revoke(token_id, reason=reason))
