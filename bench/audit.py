@@ -33,7 +33,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from faststream import FastStream
@@ -42,6 +41,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from ulid import ULID
 
+from bench.processes import clean_env, spawn, stop
 from contracts import TokenUsed, from_millis, to_millis
 from token_service.embedded import EmbeddedRedis
 from token_service.keys import Keys
@@ -63,7 +63,6 @@ TARGET_RATE = 40_000.0
 TARGET_RATIO = 0.8
 BASELINE_GROUP = "bench-noop"
 GATEWAY = "bench-gateway"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 # --- the baseline consumer (runs in its own process) ------------------------------------
@@ -233,43 +232,12 @@ async def watch(
 # --- the processes -------------------------------------------------------------------------
 
 
-def _clean_env() -> dict[str, str]:
-    return {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("TOKENS_", "AUDIT_")) and name not in ("REDIS_URL", "LOG_LEVEL")
-    }
-
-
-def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """This Python, in the repository, with no terminal output."""
-    return subprocess.Popen(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL if it has not ended within 10 s."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
 async def bench_baseline(redis: Redis, url: str, load: Load, prefix: str) -> Drain:
     """Fill a stream, then time the no-op batch consumer through it."""
     stream = Keys(prefix).usage
     await ensure_group(redis, stream, BASELINE_GROUP)
     await fill(redis, stream, load.payloads)
-    process = spawn(["-m", "bench.audit", "--baseline-consumer", url, stream], _clean_env())
+    process = spawn(["-m", "bench.audit", "--baseline-consumer", url, stream], clean_env())
     try:
         return await watch("FastStream batch no-op", redis, stream, BASELINE_GROUP, process)
     finally:
@@ -280,7 +248,7 @@ async def bench_worker(redis: Redis, url: str, load: Load, keys: Keys) -> Drain:
     """Store token records, fill the usage stream, then time ``python -m workers.audit``."""
     await store_token_records(redis, keys, load.token_ids)
     await fill(redis, keys.usage, load.payloads)
-    env = _clean_env() | {"REDIS_URL": url, "TOKENS_KEY_PREFIX": keys.prefix}
+    env = clean_env() | {"REDIS_URL": url, "TOKENS_KEY_PREFIX": keys.prefix}
     process = spawn(["-m", "workers.audit"], env)
     try:
         return await watch("workers.audit", redis, keys.usage, USAGE_GROUP, process)

@@ -27,7 +27,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -39,6 +38,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import ResponseError
 
+from bench.processes import clean_env, spawn, stop
 from token_service.embedded import EmbeddedRedis
 
 __all__ = ["main"]
@@ -55,7 +55,6 @@ TARGET_P99_MS = 25.0
 ACTOR = "bench"
 SERVICE_GROUP = "token-service"
 BASELINE_GROUP = "bench-baseline"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 # --- the baseline consumer (runs in its own process) ------------------------------------
@@ -293,45 +292,15 @@ async def measure(label: str, redis: Redis, stream: str) -> Result:
 # --- the processes -------------------------------------------------------------------------
 
 
-def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _clean_env() -> dict[str, str]:
-    return {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("TOKENS_") and name not in ("REDIS_URL", "LOG_LEVEL")
-    }
-
-
 def start_baseline(url: str, stream: str) -> subprocess.Popen[bytes]:
     """The no-op FastStream consumer, as a subprocess."""
-    return _spawn(["-m", "bench.commands", "--baseline-consumer", url, stream], _clean_env())
+    return spawn(["-m", "bench.commands", "--baseline-consumer", url, stream], clean_env())
 
 
 def start_service(url: str, prefix: str) -> subprocess.Popen[bytes]:
     """``python -m token_service`` on ``url``, with ``bench`` as administrator."""
-    env = _clean_env() | {"REDIS_URL": url, "TOKENS_ADMINS": ACTOR, "TOKENS_KEY_PREFIX": prefix}
-    return _spawn(["-m", "token_service"], env)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL if it has not ended within 10 s."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+    env = clean_env() | {"REDIS_URL": url, "TOKENS_ADMINS": ACTOR, "TOKENS_KEY_PREFIX": prefix}
+    return spawn(["-m", "token_service"], env)
 
 
 async def wait_ready(
