@@ -220,3 +220,18 @@ def test_service_not_running_is_said_plainly(env: dict[str, str]) -> None:
     code, out = tokenctl(unreachable, "list")
     assert code == 1
     assert "cannot reach Redis" in out
+
+
+def test_bad_input_is_refused_in_one_line_before_sending(env: dict[str, str]) -> None:
+    code, out = tokenctl(env, "generate", "--name", "has space", "--scope", "entities:read")
+    assert code == 1
+    assert out.startswith("error: invalid: name:")
+    assert len(out.strip().splitlines()) == 1
+    code, out = tokenctl(env, "rotate", "01ANY", "--grace", "30d", "--json")
+    assert code == 1
+    assert "grace_seconds" in orjson.loads(out)["error"]
+    code, out = tokenctl(
+        env, "generate", "--name", "x", "--scope", "entities:read", "--expires-in", "soon"
+    )
+    assert code == 1
+    assert "not a duration" in out

@@ -9,6 +9,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import orjson
 import typer
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from rich.console import Console
@@ -73,6 +74,12 @@ def run(work: Callable[[Redis], Awaitable[T]], settings: CliSettings, as_json: b
         raise AssertionError from exc  # unreachable; keeps type checkers calm
     except (RedisError, OSError) as exc:
         fail(f"cannot reach Redis at {settings.redis_url}: {exc}", as_json)
+    except ValidationError as exc:  # the command breaks the contract: said before sending
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        )
+        fail(f"invalid: {problems}", as_json)
     except Failure as exc:
         fail(str(exc), as_json)
 

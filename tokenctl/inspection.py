@@ -42,7 +42,7 @@ def audit(
     try:
         start_ms = int((utc_now() - parse_duration(since)).timestamp() * 1000)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        base.fail(str(exc), as_json)
 
     async def work(redis: Redis) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []

@@ -22,15 +22,15 @@ def _valid_scopes(settings: CliSettings) -> list[str]:
     return [f"{resource}:{level}" for resource in settings.resources for level in LEVELS]
 
 
-def _expiry(expires_in: str | None, expires_at: str | None) -> datetime | None:
+def _expiry(expires_in: str | None, expires_at: str | None, as_json: bool) -> datetime | None:
     if expires_in and expires_at:
-        raise typer.BadParameter("give --expires-in or --expires-at, not both")
+        base.fail("give --expires-in or --expires-at, not both", as_json)
     try:
         if expires_in:
             return utc_now() + parse_duration(expires_in)
         return parse_date(expires_at) if expires_at else None
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        base.fail(str(exc), as_json)
 
 
 @base.app.command()
@@ -49,7 +49,7 @@ def generate(
     wrong = [s for s in scope if s not in valid]
     if wrong:
         base.fail(f"unknown scope {', '.join(wrong)}; valid scopes: {', '.join(valid)}", as_json)
-    expiry = _expiry(expires_in, expires_at)
+    expiry = _expiry(expires_in, expires_at, as_json)
     reply = base.send(
         settings,
         actor,
@@ -150,7 +150,7 @@ def rotate(
     try:
         grace_seconds = int(parse_duration(grace).total_seconds())
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        base.fail(str(exc), as_json)
     reply = base.send(
         settings, actor, as_json, lambda c: c.rotate(token_id, grace_seconds=grace_seconds)
     )
