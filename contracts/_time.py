@@ -24,7 +24,6 @@ def format_timestamp(moment: datetime) -> str:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
-_ZERO = timedelta(0)
 
 
 def to_millis(moment: datetime) -> int:
@@ -40,7 +39,7 @@ def from_millis(millis: int) -> datetime:
 def _require_timezone(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("must carry a time zone, for example a trailing Z")
-    if moment.utcoffset() == _ZERO and moment.microsecond % 1000 == 0:
+    if moment.tzinfo is UTC and moment.microsecond % 1000 == 0:
         return moment  # already what the wire carries: the common case, kept cheap
     utc = moment.astimezone(UTC)
     return utc.replace(microsecond=utc.microsecond // 1000 * 1000)

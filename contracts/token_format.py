@@ -88,10 +88,20 @@ def hint(token: str) -> str:
     return f"{head}_{body[:_HINT_LENGTH]}"
 
 
-def find_tokens(text: str) -> list[str]:
-    """Every well-formed token in ``text``, whatever its prefix; lookalikes are skipped."""
-    return [
-        match.group(0)
-        for match in TOKEN_SHAPE.finditer(text)
-        if checksum(match.group(2)[:RANDOM_LENGTH]) == match.group(2)[RANDOM_LENGTH:]
-    ]
+def find_tokens(text: str, prefix: str | None = None) -> list[str]:
+    """Every well-formed token in ``text``; lookalikes are skipped.
+
+    Without ``prefix``, any prefix counts (to mask or refuse whatever looks like a token).
+    With it, only tokens of that prefix are returned, cut free of what is glued before
+    them (``key%3Dtok_…`` yields ``tok_…``), so that their hash is the stored one.
+    """
+    found = []
+    for match in TOKEN_SHAPE.finditer(text):
+        head, body = match.groups()
+        if checksum(body[:RANDOM_LENGTH]) != body[RANDOM_LENGTH:]:
+            continue
+        if prefix is None:
+            found.append(match.group(0))
+        elif head.endswith(prefix):
+            found.append(f"{prefix}_{body}")
+    return found

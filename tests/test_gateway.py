@@ -16,7 +16,7 @@ from contracts import utc_now
 from contracts.token_format import mint
 from tests.streams import stream_data
 from token_service.client import TokenClient
-from token_service.embedded import free_port
+from token_service.embedded import EmbeddedRedis, free_port
 from token_service.gateway import Accepted, Rejected, RejectReason, Verifier
 from token_service.keys import Keys
 from token_service.settings import ServiceSettings
@@ -222,3 +222,40 @@ async def test_an_unexpected_error_fails_every_waiting_check_closed(
         asyncio.gather(*(verifier.verify(mint(), "entities:read") for _ in range(3))), 2
     )
     assert verdicts == [Rejected(RejectReason.UNAVAILABLE)] * 3
+
+
+async def test_a_gateway_allowed_only_hgetall_still_checks_tokens(
+    client: TokenClient, redis: Redis, settings: ServiceSettings, redis_server: EmbeddedRedis
+) -> None:
+    secret = await _secret(client, "gw-acl", ["entities:read"])
+    user = f"gw-{settings.key_prefix}"
+    await redis.acl_setuser(
+        user,
+        enabled=True,
+        passwords=["+gw-pass"],
+        keys=[f"{settings.key_prefix}:secret:*"],
+        commands=["+hgetall"],
+    )
+    gateway = Redis(port=redis_server.port, username=user, password="gw-pass")
+    try:
+        verdict = await _verifier(gateway, settings).verify(secret, "entities:read")
+        assert isinstance(verdict, Accepted)
+    finally:
+        await gateway.aclose()
+        await redis.acl_deluser(user)
+
+
+async def test_reporter_close_does_not_hang_on_a_stalled_redis(settings: ServiceSettings) -> None:
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1_000_000)
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    stalled = Redis(port=server.sockets[0].getsockname()[1], retry=Retry(NoBackoff(), 0))
+    reporter = UsageReporter(stalled, gateway="gw-4", timeout_s=0.3)
+    await reporter.start()
+    reporter.record("token-a", 1_000)
+    await asyncio.wait_for(reporter.close(), 3)
+    assert reporter._unsent  # kept for a later report, not lost
+    server.close()
+    await stalled.aclose()

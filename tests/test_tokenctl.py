@@ -235,3 +235,26 @@ def test_bad_input_is_refused_in_one_line_before_sending(env: dict[str, str]) ->
     )
     assert code == 1
     assert "not a duration" in out
+
+
+def test_revoke_in_json_mode_needs_yes(env: dict[str, str]) -> None:
+    code, out = tokenctl(env, "revoke", "01ANY", "--json")
+    assert code == 1
+    assert "--yes" in orjson.loads(out)["error"]
+
+
+def test_scan_finds_a_token_glued_to_other_text(env: dict[str, str], tmp_path: Path) -> None:
+    reply = generate(env, "cli-encoded")
+    (tmp_path / "url.txt").write_text(f"https://x.example/?key%3D{reply['secret']}&a=1\n")
+    code, out = tokenctl(env, "scan", str(tmp_path), "--json")
+    assert code == 1
+    (finding,) = orjson.loads(out)["findings"]
+    assert finding["status"] == "active"
+
+
+def test_redis_password_is_never_printed(env: dict[str, str]) -> None:
+    url = f"redis://admin:s3cr3tpw@127.0.0.1:{free_port()}/0"
+    code, out = tokenctl({**env, "REDIS_URL": url}, "list", "--json")
+    assert code == 1
+    assert "s3cr3tpw" not in out
+    assert "127.0.0.1" in orjson.loads(out)["error"]

@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any, cast
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoPermissionError, NoScriptError
 
 from contracts.scopes import grants
 from contracts.token_format import DEFAULT_PREFIX, is_well_formed, secret_digest
@@ -67,6 +67,10 @@ _MAX_KEYS_PER_CALL = 500
 _LOOKUP = resources.files("token_service").joinpath("lua/lookup.lua").read_text("utf-8")
 
 
+def _field(fields: dict[Any, Any], name: str) -> Any:
+    return fields.get(name, fields.get(name.encode()))
+
+
 def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -83,6 +87,7 @@ class _Lookups:
         self._redis = redis
         self._timeout_s = timeout_s
         self._sha: str | None = None
+        self._script_allowed = True
         self._waiting: dict[str, list[asyncio.Future[_Found | None]]] = {}
         self._running: set[asyncio.Task[None]] = set()
 
@@ -101,29 +106,46 @@ class _Lookups:
         task.add_done_callback(self._running.discard)
 
     async def _call(self, keys: list[str]) -> list[Any]:
+        if self._script_allowed:
+            try:
+                return await self._call_script(keys)
+            except NoPermissionError:
+                # A gateway user allowed only HGETALL (as the contract names it) may not run
+                # scripts: read the same hashes with a pipeline from now on.
+                self._script_allowed = False
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            hashes: list[dict[Any, Any]] = await pipe.execute()
+        return [
+            [_field(fields, "token_id"), _field(fields, "scopes"), _field(fields, "expires_at")]
+            for fields in hashes
+        ]
+
+    async def _call_script(self, keys: list[str]) -> list[Any]:
         if self._sha is None:
             self._sha = await self._redis.script_load(_LOOKUP)
         try:
-            return cast(list[Any], await self._redis.evalsha(self._sha, len(keys), *keys))
+            return cast(list[Any], await self._redis.evalsha_ro(self._sha, len(keys), *keys))
         except NoScriptError:  # Redis restarted or flushed its scripts
             self._sha = await self._redis.script_load(_LOOKUP)
-            return cast(list[Any], await self._redis.evalsha(self._sha, len(keys), *keys))
+            return cast(list[Any], await self._redis.evalsha_ro(self._sha, len(keys), *keys))
 
     async def _run(self, batch: dict[str, list[asyncio.Future[_Found | None]]]) -> None:
         keys = list(batch)
         try:
             found: dict[str, _Found | None] = {}
-            for start in range(0, len(keys), _MAX_KEYS_PER_CALL):
-                chunk = keys[start : start + _MAX_KEYS_PER_CALL]
-                # One deadline for the whole turn's call: a stalled Redis fails every check.
-                async with asyncio.timeout(self._timeout_s):
+            # One deadline for the whole turn: a stalled Redis fails every check in time.
+            async with asyncio.timeout(self._timeout_s):
+                for start in range(0, len(keys), _MAX_KEYS_PER_CALL):
+                    chunk = keys[start : start + _MAX_KEYS_PER_CALL]
                     replies = await self._call(chunk)
-                for key, (token_id, scopes, expires) in zip(chunk, replies, strict=True):
-                    found[key] = (
-                        None
-                        if token_id is None
-                        else (_text(token_id) or "", _text(scopes) or "", _text(expires))
-                    )
+                    for key, (token_id, scopes, expires) in zip(chunk, replies, strict=True):
+                        found[key] = (
+                            None
+                            if token_id is None
+                            else (_text(token_id) or "", _text(scopes) or "", _text(expires))
+                        )
         except BaseException as exc:  # every waiter must hear of it, or it would wait forever
             for futures in batch.values():
                 for future in futures:

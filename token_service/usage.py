@@ -42,12 +42,16 @@ class UsageReporter:
         key_prefix: str = "tokens",
         interval_s: float = 1.0,
         max_tokens: int = 100_000,
+        timeout_s: float = 2.0,
     ) -> None:
+        if not 1 <= len(gateway) <= 256:
+            raise ValueError("gateway must be 1 to 256 characters")
         self.redis = redis
         self.gateway = gateway
         self.stream = Keys(key_prefix).usage
         self.interval_s = interval_s
         self.max_tokens = max_tokens
+        self.timeout_s = timeout_s
         self.dropped_uses = 0  # uses of tokens beyond max_tokens in one interval
         self.dropped_reports = 0  # unsent reports beyond max_tokens while Redis was away
         self._tallies: dict[str, _Tally] = {}
@@ -99,7 +103,10 @@ class UsageReporter:
         if not batch:
             return
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
+            async with (
+                asyncio.timeout(self.timeout_s),
+                self.redis.pipeline(transaction=True) as pipe,
+            ):
                 for event in batch:
                     pipe.xadd(self.stream, {"data": event})
                 await pipe.execute()

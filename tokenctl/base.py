@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import typer
@@ -50,6 +51,14 @@ def fail(message: str, as_json: bool) -> NoReturn:
     raise typer.Exit(1)
 
 
+def _redacted(url: str) -> str:
+    """The URL without its user and password, fit to print."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def _with_redis(work: Callable[[Redis], Awaitable[T]], settings: CliSettings) -> T:
     async def wrapped() -> T:
         redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10)
@@ -73,7 +82,7 @@ def run(work: Callable[[Redis], Awaitable[T]], settings: CliSettings, as_json: b
         )
         raise AssertionError from exc  # unreachable; keeps type checkers calm
     except (RedisError, OSError) as exc:
-        fail(f"cannot reach Redis at {settings.redis_url}: {exc}", as_json)
+        fail(f"cannot reach Redis at {_redacted(settings.redis_url)}: {exc}", as_json)
     except ValidationError as exc:  # the command breaks the contract: said before sending
         problems = "; ".join(
             f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"

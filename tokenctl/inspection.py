@@ -170,7 +170,7 @@ def scan(
 ) -> None:
     """Find well-formed tokens in files; exits 1 when one of them is active."""
     settings = base.settings()
-    findings = scan_paths(paths)
+    findings = scan_paths(paths, settings.token_prefix)
     known = _look_up(findings, settings, as_json)
     active = {tid for tid, _, status in known.values() if status == "active"}
     rows = []

@@ -127,6 +127,8 @@ def revoke(
     """Revoke a token at once, everywhere."""
     settings = base.settings()
     if not yes:
+        if as_json:  # a prompt would corrupt the JSON on stdout
+            base.fail("--json needs --yes: there is no prompt in JSON mode", as_json)
         view = _existing(settings, token_id, as_json)
         if not typer.confirm(f"Revoke token '{view.name}' ({view.id})? Gateways refuse it at once"):
             base.fail("not revoked", as_json)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from contracts.token_format import find_tokens, hint, secret_digest
+from contracts.token_format import DEFAULT_PREFIX, find_tokens, hint, secret_digest
 
 __all__ = ["Finding", "scan_paths"]
 
@@ -48,14 +48,14 @@ def _text(path: Path) -> str | None:
     return data.decode("utf-8", "replace")
 
 
-def scan_paths(paths: Iterable[Path]) -> list[Finding]:
-    """Every well-formed token (valid checksum) in the text files under ``paths``."""
+def scan_paths(paths: Iterable[Path], prefix: str = DEFAULT_PREFIX) -> list[Finding]:
+    """Every well-formed token of ``prefix`` (valid checksum) in the text files under ``paths``."""
     findings: list[Finding] = []
     for path in _files(paths):
         text = _text(path)
         if text is None:
             continue
         for number, line in enumerate(text.splitlines(), start=1):
-            for token in find_tokens(line):
+            for token in find_tokens(line, prefix):
                 findings.append(Finding(path, number, hint(token), secret_digest(token)))
     return findings
