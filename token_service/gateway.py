@@ -40,7 +40,7 @@ class RejectReason(StrEnum):
     UNAVAILABLE = "unavailable"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Accepted:
     """The token is valid and grants the scope."""
 
@@ -49,7 +49,7 @@ class Accepted:
     ok: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rejected:
     """The token is refused, and why."""
 
@@ -160,6 +160,10 @@ class _Lookups:
                     future.set_result(found.get(key))
 
 
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 @functools.lru_cache(maxsize=4096)
 def _decide(scope_list: str, wanted: str) -> tuple[tuple[str, ...], bool]:
     # Few distinct scope sets meet few distinct wanted scopes: the answer is worth keeping.
@@ -184,7 +188,8 @@ class Verifier:
         self.token_prefix = token_prefix
         self.reporter = reporter
         self._lookups = _Lookups(redis, timeout_s)
-        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self._clock_ms = clock_ms or _now_ms
+        self._secret_prefix = self.keys.secret_prefix
         self.timeout_s = timeout_s
 
     async def verify(self, token: str, scope: str) -> Verdict:
@@ -192,7 +197,7 @@ class Verifier:
         if not is_well_formed(token, self.token_prefix):
             return Rejected(RejectReason.MALFORMED)
         try:
-            found = await self._lookups.fetch(self.keys.secret(secret_digest(token)))
+            found = await self._lookups.fetch(self._secret_prefix + secret_digest(token))
         except Exception:  # Redis away, stalled or answering nonsense: fail closed
             return Rejected(RejectReason.UNAVAILABLE)
         if found is None:
