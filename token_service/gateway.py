@@ -16,15 +16,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from importlib import resources
 from typing import Any, cast
 
 from redis.asyncio import Redis
-from redis.exceptions import NoPermissionError, NoScriptError
+from redis.exceptions import NoPermissionError
 
 from contracts.scopes import grants
 from contracts.token_format import DEFAULT_PREFIX, is_well_formed, secret_digest
 from token_service.keys import Keys
+from token_service.lua_script import LuaScript
 from token_service.usage import UsageReporter
 
 __all__ = ["Accepted", "RejectReason", "Rejected", "Verdict", "Verifier"]
@@ -64,7 +64,7 @@ Verdict = Accepted | Rejected
 _Found = tuple[str, str, str | None]
 """A secret's token_id, scopes and expires_at, as the lookup hash holds them."""
 _MAX_KEYS_PER_CALL = 500
-_LOOKUP = resources.files("token_service").joinpath("lua/lookup.lua").read_text("utf-8")
+_LOOKUP = LuaScript.packaged("token_service", "lookup")
 
 
 def _field(fields: dict[Any, Any], name: str) -> Any:
@@ -86,7 +86,6 @@ class _Lookups:
     def __init__(self, redis: Redis, timeout_s: float) -> None:
         self._redis = redis
         self._timeout_s = timeout_s
-        self._sha: str | None = None
         self._script_allowed = True
         self._waiting: dict[str, list[asyncio.Future[_Found | None]]] = {}
         self._running: set[asyncio.Task[None]] = set()
@@ -108,7 +107,7 @@ class _Lookups:
     async def _call(self, keys: list[str]) -> list[Any]:
         if self._script_allowed:
             try:
-                return await self._call_script(keys)
+                return cast(list[Any], await _LOOKUP(self._redis, keys, read_only=True))
             except NoPermissionError:
                 # A gateway user allowed only HGETALL (as the contract names it) may not run
                 # scripts: read the same hashes with a pipeline from now on.
@@ -121,15 +120,6 @@ class _Lookups:
             [_field(fields, "token_id"), _field(fields, "scopes"), _field(fields, "expires_at")]
             for fields in hashes
         ]
-
-    async def _call_script(self, keys: list[str]) -> list[Any]:
-        if self._sha is None:
-            self._sha = await self._redis.script_load(_LOOKUP)
-        try:
-            return cast(list[Any], await self._redis.evalsha_ro(self._sha, len(keys), *keys))
-        except NoScriptError:  # Redis restarted or flushed its scripts
-            self._sha = await self._redis.script_load(_LOOKUP)
-            return cast(list[Any], await self._redis.evalsha_ro(self._sha, len(keys), *keys))
 
     async def _run(self, batch: dict[str, list[asyncio.Future[_Found | None]]]) -> None:
         keys = list(batch)
@@ -190,7 +180,6 @@ class Verifier:
         self._lookups = _Lookups(redis, timeout_s)
         self._clock_ms = clock_ms or _now_ms
         self._secret_prefix = self.keys.secret_prefix
-        self.timeout_s = timeout_s
 
     async def verify(self, token: str, scope: str) -> Verdict:
         """Accept ``token`` for ``scope``, or say why not; never raises for a bad token."""

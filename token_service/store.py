@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from importlib import resources
 from typing import TypeAlias, cast
 
 import orjson
@@ -21,6 +20,7 @@ from ulid import ULID
 from contracts import TokenStatus, TokenView, format_timestamp, to_millis, utc_now
 from token_service.handlers import Mutation
 from token_service.keys import Keys
+from token_service.lua_script import LuaScript
 from token_service.records import view_from_record
 
 __all__ = [
@@ -86,10 +86,6 @@ class StaleReport:
     expiring: list[TokenView]
 
 
-def _read_lua(name: str) -> str:
-    return resources.files("token_service").joinpath(f"lua/{name}.lua").read_text("utf-8")
-
-
 def _outcome(reply: object) -> Outcome:
     if isinstance(reply, Exception):
         return Failed(reply)
@@ -102,7 +98,8 @@ def _outcome(reply: object) -> Outcome:
         return Repeated(orjson.loads(reply[1]))
     if kind == "rejected":
         return Refused(reply[1], reply[2])
-    return Applied({})  # 'recorded': a rejection was remembered
+    assert kind == "recorded"  # a rejection was remembered, with its event
+    return Applied({})
 
 
 class TokenStore:
@@ -112,16 +109,16 @@ class TokenStore:
         self.redis = redis
         self.keys = keys
         self.command_ttl_ms = command_ttl_ms
-        guard = _read_lua("_guard")
-        self._sources = {name: guard + "\n" + _read_lua(name) for name in _COMMAND_SCRIPTS}
-        self._sources["reject"] = _read_lua("reject")
-        self._sources["expire"] = _read_lua("expire")
-        self._shas: dict[str, str] = {}
+        self._scripts = {
+            name: LuaScript.packaged("token_service", "_guard", name) for name in _COMMAND_SCRIPTS
+        }
+        self._scripts["reject"] = LuaScript.packaged("token_service", "reject")
+        self._scripts["expire"] = LuaScript.packaged("token_service", "expire")
 
     async def load_scripts(self) -> None:
         """Load every script into Redis' script cache (again, after a Redis restart)."""
-        for name, source in self._sources.items():
-            self._shas[name] = await self.redis.script_load(source)
+        for script in self._scripts.values():
+            await script.load(self.redis)
 
     async def ensure_group(self, stream: str, group: str) -> None:
         """Create a consumer group at id 0, so entries written before it are read too."""
@@ -134,7 +131,7 @@ class TokenStore:
     async def _run(
         self, calls: Sequence[tuple[str, list[str], Sequence[str | int]]]
     ) -> list[object]:
-        if not self._shas:
+        if any(script.sha is None for script in self._scripts.values()):
             await self.load_scripts()
         replies: list[object] = [NoScriptError()] * len(calls)
         for _ in range(2):
@@ -146,7 +143,9 @@ class TokenStore:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for i in todo:
                     script, keys, args = calls[i]
-                    pipe.evalsha(self._shas[script], len(keys), *keys, *args)
+                    sha = self._scripts[script].sha
+                    assert sha is not None  # loaded above, and again on NOSCRIPT
+                    pipe.evalsha(sha, len(keys), *keys, *args)
                 for i, reply in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
                     replies[i] = reply
             if any(isinstance(replies[i], NoScriptError) for i in todo):
@@ -175,16 +174,10 @@ class TokenStore:
 
     async def expire_due(self, now: datetime, limit: int = 100) -> int:
         """Mark up to ``limit`` tokens past their expiry as expired; how many were."""
-        if not self._shas:
-            await self.load_scripts()
         keys = [self.keys.expiries, self.keys.events]
         args: list[str | int] = [to_millis(now), format_timestamp(now), self.keys.prefix]
         args += [str(ULID.from_datetime(now)) for _ in range(limit)]
-        try:
-            return int(await self.redis.evalsha(self._shas["expire"], len(keys), *keys, *args))
-        except NoScriptError:
-            await self.load_scripts()
-            return int(await self.redis.evalsha(self._shas["expire"], len(keys), *keys, *args))
+        return int(await self._scripts["expire"](self.redis, keys, args))
 
     async def outcome_of(self, command_id: str) -> dict[str, object] | None:
         """The remembered first outcome of a command, if it was handled."""

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import sys
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -23,13 +22,14 @@ from faststream import FastStream
 from faststream.redis import RedisBroker
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from contracts import event_adapter, to_millis
 from token_service.batching import StreamEntry, delivery_count, subscribe_batches
 from token_service.deadletter import dead_letter
 from token_service.keys import Keys
 from token_service.logs import configure_logging
+from token_service.lua_script import LuaScript
 from workers.settings import AuditSettings
 from workers.usage_events import HOUR_MS, Fold, read_usage
 
@@ -40,10 +40,6 @@ EVENTS_GROUP = "audit"
 _log = structlog.get_logger("workers.audit")
 
 
-def _lua(name: str) -> str:
-    return resources.files("workers").joinpath(f"lua/{name}.lua").read_text("utf-8")
-
-
 class AuditWorker:
     """Folds batches of usage and lifecycle events into per-token state."""
 
@@ -51,8 +47,9 @@ class AuditWorker:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self._sources = {name: _lua(name) for name in ("fold_usage", "fold_events")}
-        self._shas: dict[str, str] = {}
+        self._scripts = {
+            name: LuaScript.packaged("workers", name) for name in ("fold_usage", "fold_events")
+        }
         self._folding: set[asyncio.Task[None]] = set()
         self._ttl_ms = str(settings.dedupe_hours * HOUR_MS + HOUR_MS)
 
@@ -64,8 +61,8 @@ class AuditWorker:
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
-        for name, source in self._sources.items():
-            self._shas[name] = await self.redis.script_load(source)
+        for script in self._scripts.values():
+            await script.load(self.redis)
 
     async def _fold_behind(self, script: str, args: list[str | int]) -> None:
         """Fold while the next batch is read and parsed, with at most two folds in flight.
@@ -90,11 +87,7 @@ class AuditWorker:
             await asyncio.wait(self._folding)
 
     async def _fold(self, script: str, args: list[str | int]) -> None:
-        try:
-            await self.redis.evalsha(self._shas[script], 0, *args)
-        except NoScriptError:  # Redis restarted and lost its script cache
-            await self.prepare()
-            await self.redis.evalsha(self._shas[script], 0, *args)
+        await self._scripts[script](self.redis, (), args)
 
     async def fold_usage(self, entries: list[StreamEntry], claimed: bool = False) -> None:
         """Fold a batch from ``tokens:usage``; the script acknowledges what it folds."""
