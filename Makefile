@@ -3,14 +3,20 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The official AsyncAPI parser (npm), which the tests run on docs/asyncapi.json.
+PARSER := tools/asyncapi/node_modules/.installed
 
-.PHONY: run test lint bench schemas clean
+.PHONY: run test lint bench schemas asyncapi clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(PARSER): tools/asyncapi/package.json tools/asyncapi/package-lock.json
+	cd tools/asyncapi && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(PARSER)
 
 run: $(STAMP)
 	$(PY) -m token_service --with-audit-worker
@@ -20,7 +26,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint $(PARSER)
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP)
@@ -29,5 +35,9 @@ bench: $(STAMP)
 schemas: $(STAMP)
 	$(PY) -m contracts.export docs/schemas
 
+asyncapi: $(STAMP) $(PARSER)
+	$(PY) -m token_service.asyncapi docs/asyncapi.json
+	node tools/asyncapi/validate.mjs docs/asyncapi.json
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tools/asyncapi/node_modules

@@ -13,10 +13,12 @@ from contracts.commands import (
     RotateToken,
     command_adapter,
 )
+from contracts.deadletters import DeadLetter
 from contracts.events import (
     CommandRejected,
     Event,
     EventBase,
+    LifecycleEvent,
     TokenCreated,
     TokenExpired,
     TokenRevoked,
@@ -35,11 +37,13 @@ __all__ = [
     "CommandBase",
     "CommandRejected",
     "CommandReply",
+    "DeadLetter",
     "ErrorCode",
     "ErrorInfo",
     "Event",
     "EventBase",
     "GenerateToken",
+    "LifecycleEvent",
     "RevokeToken",
     "RotateToken",
     "Timestamp",

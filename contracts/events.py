@@ -13,6 +13,7 @@ __all__ = [
     "CommandRejected",
     "Event",
     "EventBase",
+    "LifecycleEvent",
     "TokenCreated",
     "TokenExpired",
     "TokenRevoked",
@@ -112,3 +113,9 @@ event_adapter: TypeAdapter[
     TokenCreated | TokenRevoked | TokenRotated | TokenExpired | CommandRejected | TokenUsed
 ] = TypeAdapter(Event)
 """Validates any event from JSON; used for the published JSON Schema too."""
+
+LifecycleEvent = Annotated[
+    TokenCreated | TokenRevoked | TokenRotated | TokenExpired | CommandRejected,
+    Field(discriminator="type"),
+]
+"""What ``tokens:events`` carries: every event but ``TokenUsed``, which has a stream of its own."""

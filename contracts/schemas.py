@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from contracts.commands import GenerateToken, RevokeToken, RotateToken
+from contracts.deadletters import DeadLetter
 from contracts.events import (
     CommandRejected,
     TokenCreated,
@@ -32,6 +33,7 @@ MESSAGE_MODELS: tuple[type[BaseModel], ...] = (
     TokenExpired,
     CommandRejected,
     TokenUsed,
+    DeadLetter,
 )
 
 

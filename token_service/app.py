@@ -11,7 +11,8 @@ from faststream import FastStream
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
-from contracts import utc_now
+from contracts import Command, utc_now
+from token_service.asyncapi import declare_outputs
 from token_service.batching import subscribe_batches
 from token_service.keys import Keys
 from token_service.processor import GROUP, CommandProcessor
@@ -63,7 +64,14 @@ def build_service(settings: ServiceSettings) -> Service:
         poll_ms=settings.poll_ms,
         claim_idle_ms=settings.claim_idle_ms,
         handler=processor.process,
+        payload=Command,
+        description=(
+            "Admin-side publishers XADD one command per entry (field `data`, a JSON object);"
+            " the token service consumes them in group `token-service` and answers each on"
+            " its `reply_to` channel."
+        ),
     )
+    declare_outputs(broker, keys)
 
     app = FastStream(broker, logger=logging.getLogger("token_service.app"))
 

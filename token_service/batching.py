@@ -5,6 +5,10 @@ is handed an empty batch and the raw entries ride along for our own code to read
 are manual: each consumer acknowledges exactly the entries whose outcome is settled.
 XAUTOCLAIM never reads new entries, so a second subscriber takes over entries that a
 crashed or stalled consumer left pending for longer than the claim idle time.
+
+Each subscriber's handler declares the type one entry carries, so that FastStream's
+AsyncAPI generator documents the channel's payload from the ``contracts`` models; the
+parameter itself always receives an empty list.
 """
 
 from __future__ import annotations
@@ -45,8 +49,13 @@ def subscribe_batches(
     poll_ms: int,
     claim_idle_ms: int,
     handler: BatchHandler,
+    payload: Any,
+    description: str,
 ) -> None:
-    """Register the reader and the claimer of ``group`` on ``stream``."""
+    """Register the reader and the claimer of ``group`` on ``stream``.
+
+    ``payload`` is the type of one entry's ``data``, for the AsyncAPI document only.
+    """
 
     def sub(**extra: Any) -> StreamSub:
         return StreamSub(
@@ -64,17 +73,23 @@ def subscribe_batches(
         "ack_policy": AckPolicy.MANUAL,
         "no_reply": True,
         "title": f"{stream}:{group}",
+        "description": description,
     }
 
-    async def read(message: RedisBatchStreamMessage = _MESSAGE) -> None:
+    async def read(entries: list[Any], message: RedisBatchStreamMessage = _MESSAGE) -> None:
         await handler(_entries(message), False)
 
-    async def claim(message: RedisBatchStreamMessage = _MESSAGE) -> None:
+    async def claim(entries: list[Any], message: RedisBatchStreamMessage = _MESSAGE) -> None:
         await handler(_entries(message), True)
 
+    for documented in (read, claim):
+        documented.__annotations__["entries"] = list[payload]
+
     broker.subscriber(stream=sub(), **options)(read)
+    # The claimer reads the same channel for the same group: one entry in the document.
     broker.subscriber(
-        stream=sub(min_idle_time=claim_idle_ms), **{**options, "title": f"{stream}:{group}:claim"}
+        stream=sub(min_idle_time=claim_idle_ms),
+        **{**options, "title": f"{stream}:{group}:claim", "include_in_schema": False},
     )(claim)
 
 

@@ -7,9 +7,7 @@ escaped, and anything shaped like a token is masked.
 
 from __future__ import annotations
 
-import orjson
-
-from contracts import format_timestamp, utc_now
+from contracts import DeadLetter
 from contracts.token_format import TOKEN_SHAPE
 
 __all__ = ["MAX_COPY_BYTES", "dead_letter"]
@@ -26,14 +24,10 @@ def dead_letter(
     *, stream: str, entry_id: str, fields: dict[bytes, bytes], reason: str, consumer: str
 ) -> bytes:
     """The ``data`` of one dead-letter entry."""
-    return orjson.dumps(
-        {
-            "type": "DeadLetter",
-            "stream": stream,
-            "entry_id": entry_id,
-            "reason": reason,
-            "fields": {_copy(name): _copy(value) for name, value in fields.items()},
-            "occurred_at": format_timestamp(utc_now()),
-            "consumer": consumer,
-        }
-    )
+    return DeadLetter(
+        stream=stream,
+        entry_id=entry_id,
+        reason=reason,
+        fields={_copy(name): _copy(value) for name, value in fields.items()},
+        consumer=consumer,
+    ).to_json()

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from contracts import event_adapter, to_millis
+from contracts import LifecycleEvent, TokenUsed, event_adapter, to_millis
 from token_service.batching import StreamEntry, delivery_count, subscribe_batches
 from token_service.deadletter import dead_letter
 from token_service.keys import Keys
@@ -205,13 +205,27 @@ def build_worker(settings: AuditSettings) -> Worker:
         "claim_idle_ms": settings.claim_idle_ms,
     }
     subscribe_batches(
-        broker, stream=worker.keys.usage, group=USAGE_GROUP, handler=worker.fold_usage, **common
+        broker,
+        stream=worker.keys.usage,
+        group=USAGE_GROUP,
+        handler=worker.fold_usage,
+        payload=TokenUsed,
+        description=(
+            "Gateways XADD one TokenUsed per token per reporting interval (field `data`);"
+            " the audit worker folds them into last-used times and daily counts."
+        ),
+        **common,
     )
     subscribe_batches(
         broker,
         stream=worker.keys.events,
         group=EVENTS_GROUP,
         handler=worker.fold_events,
+        payload=LifecycleEvent,
+        description=(
+            "Every lifecycle event, written by the token service in the same transaction as"
+            " the change it reports; the audit worker keeps each token's audit trail."
+        ),
         **common,
     )
     app = FastStream(broker, logger=logging.getLogger("workers.app"))
