@@ -13,11 +13,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def clean_env() -> dict[str, str]:
-    """This environment less any service setting, so each run configures its own."""
+    """This environment less any service setting, so each run configures its own.
+
+    Health and metrics endpoints go to free ports, so that several processes can run.
+    """
     return {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("TOKENS_", "AUDIT_")) and name not in ("REDIS_URL", "LOG_LEVEL")
+        **{
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith(("TOKENS_", "AUDIT_")) and name not in ("REDIS_URL", "LOG_LEVEL")
+        },
+        "TOKENS_HTTP_PORT": "0",
+        "AUDIT_HTTP_PORT": "0",
     }
 
 

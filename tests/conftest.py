@@ -42,6 +42,7 @@ def settings(redis_server: EmbeddedRedis, captured_logs: io.StringIO) -> Service
     """Settings with a key prefix of the test's own, so tests never see each other's keys."""
     return ServiceSettings(
         redis_url=redis_server.url,
+        http_port=None,
         key_prefix=f"t{uuid.uuid4().hex[:10]}",
         admins=[ADMIN],
         resources=["entities", "reports"],

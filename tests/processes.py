@@ -26,6 +26,7 @@ def service_process(
         "TOKENS_RESOURCES": ",".join(settings.resources),
         "TOKENS_CLAIM_IDLE_MS": "1000",
         "TOKENS_BATCH_SIZE": "50",
+        "TOKENS_HTTP_PORT": "0",
     }
     env.pop("TOKENS_CONSUMER_NAME", None)
     with log.open("ab") as out:

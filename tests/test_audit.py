@@ -26,6 +26,7 @@ from workers.settings import AuditSettings
 def _audit_settings(settings: ServiceSettings, name: str) -> AuditSettings:
     return AuditSettings(
         redis_url=settings.redis_url,
+        http_port=None,
         key_prefix=settings.key_prefix,
         consumer_name=name,
         poll_ms=20,

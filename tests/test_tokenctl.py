@@ -30,6 +30,7 @@ def env(
     """A running service (with its audit worker) and the environment tokenctl reads."""
     settings = ServiceSettings(
         redis_url=redis_server.url,
+        http_port=None,
         key_prefix=f"cli{uuid.uuid4().hex[:8]}",
         admins=[ADMIN],
         resources=["entities", "reports"],

@@ -30,7 +30,9 @@ def _bootstrap(settings: ServiceSettings) -> str:
 def _with_audit_worker(service: Service, settings: ServiceSettings) -> None:
     assert settings.redis_url is not None
     worker = build_worker(
-        AuditSettings(redis_url=settings.redis_url, key_prefix=settings.key_prefix)
+        AuditSettings(redis_url=settings.redis_url, key_prefix=settings.key_prefix),
+        registry=service.registry,
+        host_health=service.health,
     )
 
     async def start_worker() -> None:

@@ -9,12 +9,15 @@ from dataclasses import dataclass
 import structlog
 from faststream import FastStream
 from faststream.redis import RedisBroker
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from contracts import Command, utc_now
 from token_service.asyncapi import declare_outputs
 from token_service.batching import subscribe_batches
+from token_service.health import HealthServer, until_redis_answers
 from token_service.keys import Keys
+from token_service.metrics import CommandMetrics
 from token_service.processor import GROUP, CommandProcessor
 from token_service.settings import ServiceSettings
 from token_service.store import TokenStore
@@ -32,6 +35,9 @@ class Service:
     broker: RedisBroker
     store: TokenStore
     processor: CommandProcessor
+    registry: CollectorRegistry
+    """The process's Prometheus metrics; the audit worker adds its own when run alongside."""
+    health: HealthServer | None
 
 
 async def _sweep_expired(store: TokenStore, every_ms: int) -> None:
@@ -53,7 +59,12 @@ def build_service(settings: ServiceSettings) -> Service:
     broker = RedisBroker(settings.redis_url, logger=logging.getLogger("token_service.broker"))
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     store = TokenStore(redis, keys, settings.command_ttl_seconds * 1000)
-    processor = CommandProcessor(store, settings)
+    registry = CollectorRegistry()
+    processor = CommandProcessor(store, settings, CommandMetrics(registry))
+    health = None
+    if settings.http_port is not None:
+        health = HealthServer(registry, settings.http_host, settings.http_port)
+        health.watch(redis, [(keys.commands, GROUP)])
 
     subscribe_batches(
         broker,
@@ -77,10 +88,16 @@ def build_service(settings: ServiceSettings) -> Service:
 
     @app.on_startup
     async def prepare() -> None:
-        # A group FastStream creates starts at `$` and would skip commands sent before the
-        # first start; creating it at 0 first makes FastStream find it and keep it.
-        await store.ensure_group(keys.commands, GROUP)
-        await store.load_scripts()
+        if health is not None:
+            await health.start()
+
+        async def create_group_and_load_scripts() -> None:
+            # A group FastStream creates starts at `$` and would skip commands sent before
+            # the first start; creating it at 0 first makes FastStream find it and keep it.
+            await store.ensure_group(keys.commands, GROUP)
+            await store.load_scripts()
+
+        await until_redis_answers(create_group_and_load_scripts, "prepare")
         _log.info(
             "service_starting",
             consumer=settings.consumer_name,
@@ -103,6 +120,15 @@ def build_service(settings: ServiceSettings) -> Service:
 
     @app.after_shutdown
     async def close() -> None:
+        if health is not None:
+            await health.stop()
         await redis.aclose()
 
-    return Service(app=app, broker=broker, store=store, processor=processor)
+    return Service(
+        app=app,
+        broker=broker,
+        store=store,
+        processor=processor,
+        registry=registry,
+        health=health,
+    )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
@@ -25,6 +26,7 @@ from contracts.scopes import grants
 from contracts.token_format import DEFAULT_PREFIX, is_well_formed, secret_digest
 from token_service.keys import Keys
 from token_service.lua_script import LuaScript
+from token_service.metrics import VerifierMetrics
 from token_service.usage import UsageReporter
 
 __all__ = ["Accepted", "RejectReason", "Rejected", "Verdict", "Verifier"]
@@ -173,8 +175,14 @@ class Verifier:
         reporter: UsageReporter | None = None,
         clock_ms: Callable[[], int] | None = None,
         timeout_s: float = 1.0,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.keys = Keys(key_prefix)
+        self.registry = registry if registry is not None else CollectorRegistry()
+        """Where the checks are counted; serve it from the host application's /metrics."""
+        self._metrics = VerifierMetrics(
+            self.registry, ["accepted", *(reason.value for reason in RejectReason)]
+        )
         self.token_prefix = token_prefix
         self.reporter = reporter
         self._lookups = _Lookups(redis, timeout_s)
@@ -183,6 +191,15 @@ class Verifier:
 
     async def verify(self, token: str, scope: str) -> Verdict:
         """Accept ``token`` for ``scope``, or say why not; never raises for a bad token."""
+        started = time.perf_counter()
+        verdict = await self._verify(token, scope)
+        self._metrics.checked(
+            "accepted" if verdict.ok else verdict.reason,  # type: ignore[union-attr]
+            time.perf_counter() - started,
+        )
+        return verdict
+
+    async def _verify(self, token: str, scope: str) -> Verdict:
         if not is_well_formed(token, self.token_prefix):
             return Rejected(RejectReason.MALFORMED)
         try:

@@ -9,6 +9,7 @@ claimed again after the idle time and dead-lettered after too many deliveries.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ from token_service.batching import StreamEntry, delivery_count
 from token_service.deadletter import dead_letter
 from token_service.handlers import Context, Mutation, Rejection, handle
 from token_service.inbox import DeadLetter, Invalid, Parsed, open_entry
+from token_service.metrics import CommandMetrics
 from token_service.records import view_from_record
 from token_service.settings import ServiceSettings
 from token_service.store import Applied, Failed, Refused, Repeated, TokenStore
@@ -59,6 +61,19 @@ class _Work:
     holds_secret: bool = False
     events: list[bytes] = field(default_factory=list)
 
+    def log_fields(self) -> dict[str, str | None]:
+        """What every log line about this entry carries, as far as it is known."""
+        token_id = self.token_id
+        if token_id is None and self.reply is not None and self.reply.token is not None:
+            token_id = self.reply.token.id
+        return {
+            "entry_id": self.entry_id,
+            "command_id": self.command_id,
+            "command_type": self.command_type,
+            "actor": self.actor,
+            "token_id": token_id,
+        }
+
 
 def _reply_from_outcome(command_id: str, outcome: dict[str, object]) -> CommandReply:
     """The reply to a repeated command: its first outcome, marked, without any secret."""
@@ -77,9 +92,12 @@ def _reply_from_outcome(command_id: str, outcome: dict[str, object]) -> CommandR
 class CommandProcessor:
     """Handles batches of command entries for one consumer of the ``token-service`` group."""
 
-    def __init__(self, store: TokenStore, settings: ServiceSettings) -> None:
+    def __init__(
+        self, store: TokenStore, settings: ServiceSettings, metrics: CommandMetrics
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.metrics = metrics
         self.keys = store.keys
         self._resources = frozenset(settings.resources)
         self._admins = frozenset(settings.admins)
@@ -96,6 +114,7 @@ class CommandProcessor:
 
     async def process(self, entries: Sequence[StreamEntry], claimed: bool = False) -> None:
         """Handle a batch; ``claimed`` entries were taken over from a consumer that stalled."""
+        started = time.perf_counter()
         context = self._context()
         batch = [_Work(entry_id.decode(), fields) for entry_id, fields in entries]
         if claimed:
@@ -112,7 +131,7 @@ class CommandProcessor:
                 self._prepare(work, context)
         await self._apply(batch)
         await self._reject(batch)
-        await self._finish(batch)
+        await self._finish(batch, started)
 
     async def _give_up_on_repeated_failures(self, batch: list[_Work]) -> None:
         for work in batch:
@@ -156,7 +175,7 @@ class CommandProcessor:
                 else:
                     work.mutation = outcome
         except Exception as exc:  # a bug must not block the stream: park the entry
-            _log.exception("command_preparation_failed", entry_id=work.entry_id)
+            _log.exception("command_preparation_failed", **work.log_fields())
             work.dead_reason = f"internal error while reading: {type(exc).__name__}"
             work.settled = True
 
@@ -236,13 +255,7 @@ class CommandProcessor:
         ).to_json()
 
     def _failed(self, work: _Work, failure: Failed) -> None:
-        _log.error(
-            "command_not_applied",
-            entry_id=work.entry_id,
-            command_id=work.command_id,
-            command_type=work.command_type,
-            error=str(failure.error),
-        )
+        _log.error("command_not_applied", **work.log_fields(), error=str(failure.error))
 
     def _dead_letter(self, work: _Work) -> bytes:
         reason = work.dead_reason or "unknown"
@@ -265,7 +278,7 @@ class CommandProcessor:
             consumer=self.settings.consumer_name,
         )
 
-    async def _finish(self, batch: list[_Work]) -> None:
+    async def _finish(self, batch: list[_Work], started: float) -> None:
         done = [w for w in batch if w.settled]
         if not done:
             return
@@ -286,21 +299,32 @@ class CommandProcessor:
             if leaked:
                 pipe.xdel(self.keys.commands, *leaked)
             await pipe.execute()
+        elapsed = time.perf_counter() - started
         for work in done:
-            self._log_outcome(work)
+            outcome = self._log_outcome(work)
+            self.metrics.handled_command(work.command_type, outcome, elapsed)
+            if work.dead_reason is not None:
+                self.metrics.dead_letters.labels(self.keys.commands).inc()
 
     @staticmethod
-    def _log_outcome(work: _Work) -> None:
+    def _log_outcome(work: _Work) -> str:
+        """Log the settled outcome; returns it as the metrics name it."""
         reply = work.reply
+        if work.dead_reason is not None:
+            outcome = "dead_letter"
+        elif reply is not None and reply.duplicate:
+            outcome = "duplicate"
+        elif reply is not None and reply.error is not None:
+            outcome = reply.error.code.value
+        else:
+            outcome = "ok"
         _log.info(
             "command_handled",
-            entry_id=work.entry_id,
-            command_id=work.command_id,
-            command_type=work.command_type,
-            actor=work.actor,
-            token_id=work.token_id or (reply.token.id if reply and reply.token else None),
+            **work.log_fields(),
             ok=bool(reply and reply.ok),
             duplicate=bool(reply and reply.duplicate),
             error=reply.error.code.value if reply and reply.error else None,
             dead_letter=work.dead_reason,
+            outcome=outcome,
         )
+        return outcome

@@ -55,5 +55,10 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field(
         default="INFO", pattern=r"^(?i:debug|info|warning|error)$", validation_alias="LOG_LEVEL"
     )
+    http_host: str = Field(default="127.0.0.1", validation_alias="TOKENS_HTTP_HOST")
+    http_port: int | None = Field(default=9100, ge=0, le=65535, validation_alias="TOKENS_HTTP_PORT")
+    """Where /livez, /readyz and /metrics are served; 0 picks a free port, None serves none."""
+    otel_enabled: bool = Field(default=False, validation_alias="TOKENS_OTEL_ENABLED")
+    """Trace command handling with OpenTelemetry (needs the ``otel`` extra)."""
 
     _split = field_validator("admins", "resources", mode="before")(_split_commas)

@@ -20,6 +20,7 @@ import orjson
 import structlog
 from faststream import FastStream
 from faststream.redis import RedisBroker
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -27,9 +28,11 @@ from redis.exceptions import ResponseError
 from contracts import LifecycleEvent, TokenUsed, event_adapter, to_millis
 from token_service.batching import StreamEntry, delivery_count, subscribe_batches
 from token_service.deadletter import dead_letter
+from token_service.health import HealthServer, until_redis_answers
 from token_service.keys import Keys
 from token_service.logs import configure_logging
 from token_service.lua_script import LuaScript
+from workers.metrics import AuditMetrics
 from workers.settings import AuditSettings
 from workers.usage_events import HOUR_MS, Fold, read_usage
 
@@ -43,9 +46,10 @@ _log = structlog.get_logger("workers.audit")
 class AuditWorker:
     """Folds batches of usage and lifecycle events into per-token state."""
 
-    def __init__(self, redis: Redis, settings: AuditSettings) -> None:
+    def __init__(self, redis: Redis, settings: AuditSettings, metrics: AuditMetrics) -> None:
         self.redis = redis
         self.settings = settings
+        self.metrics = metrics
         self.keys = Keys(settings.key_prefix)
         self._scripts = {
             name: LuaScript.packaged("workers", name) for name in ("fold_usage", "fold_events")
@@ -64,7 +68,7 @@ class AuditWorker:
         for script in self._scripts.values():
             await script.load(self.redis)
 
-    async def _fold_behind(self, script: str, args: list[str | int]) -> None:
+    async def _fold_behind(self, args: list[str | int], count: int, newest_ms: int) -> None:
         """Fold while the next batch is read and parsed, with at most two folds in flight.
 
         Safe because the script acknowledges the entries it folds: a fold that never
@@ -72,7 +76,7 @@ class AuditWorker:
         """
         while len(self._folding) >= 2:
             await asyncio.wait(self._folding, return_when=asyncio.FIRST_COMPLETED)
-        task = asyncio.create_task(self._fold(script, args))
+        task = asyncio.create_task(self._fold_usage(args, count, newest_ms))
         self._folding.add(task)
         task.add_done_callback(self._fold_done)
 
@@ -86,8 +90,9 @@ class AuditWorker:
         if self._folding:
             await asyncio.wait(self._folding)
 
-    async def _fold(self, script: str, args: list[str | int]) -> None:
-        await self._scripts[script](self.redis, (), args)
+    async def _fold_usage(self, args: list[str | int], count: int, newest_ms: int) -> None:
+        folded = int(await self._scripts["fold_usage"](self.redis, (), args))
+        self.metrics.folded_usage(folded, count - folded, newest_ms)
 
     async def fold_usage(self, entries: list[StreamEntry], claimed: bool = False) -> None:
         """Fold a batch from ``tokens:usage``; the script acknowledges what it folds."""
@@ -105,7 +110,6 @@ class AuditWorker:
                 done.append(entry_id)
         if done:
             await self._fold_behind(
-                "fold_usage",
                 [
                     self.keys.prefix,
                     self._ttl_ms,
@@ -114,6 +118,8 @@ class AuditWorker:
                     orjson.dumps(folds).decode(),
                     orjson.dumps(done).decode(),
                 ],
+                len(folds),
+                max(int(fold[3]) for fold in folds),
             )
         await self._settle(self.keys.usage, USAGE_GROUP, [], dead)
 
@@ -139,8 +145,9 @@ class AuditWorker:
                 done.append(entry_id)
             else:
                 dead.append((entry_id, fields, reason))
-        await self._fold("fold_events", args)
+        added = await self._scripts["fold_events"](self.redis, (), args)
         await self._settle(self.keys.events, EVENTS_GROUP, done, dead)
+        self.metrics.audit_folded.inc(int(added or 0))
 
     async def _give_up(self, stream: str, group: str, entry_id: str, claimed: bool) -> str | None:
         if not claimed:
@@ -174,6 +181,8 @@ class AuditWorker:
             if ids:
                 pipe.xack(stream, group, *ids)
             await pipe.execute()
+        if dead:
+            self.metrics.dead_letters.labels(stream).inc(len(dead))
 
 
 def _describe(error: ValidationError) -> str:
@@ -189,15 +198,35 @@ class Worker:
     app: FastStream
     broker: RedisBroker
     worker: AuditWorker
+    registry: CollectorRegistry
+    health: HealthServer | None
+    """The worker's own endpoints; None when it reports through its host's (or none)."""
 
 
-def build_worker(settings: AuditSettings) -> Worker:
-    """Build the FastStream app that folds usage and events; nothing connects yet."""
+def build_worker(
+    settings: AuditSettings,
+    *,
+    registry: CollectorRegistry | None = None,
+    host_health: HealthServer | None = None,
+) -> Worker:
+    """Build the FastStream app that folds usage and events; nothing connects yet.
+
+    Run inside another process (``python -m token_service --with-audit-worker``), it
+    takes that process's ``registry`` and ``host_health`` instead of serving its own.
+    """
     if settings.redis_url is None:
         raise ValueError("REDIS_URL is required for the audit worker")
     broker = RedisBroker(settings.redis_url, logger=logging.getLogger("workers.broker"))
     redis = Redis.from_url(settings.redis_url)
-    worker = AuditWorker(redis, settings)
+    registry = registry if registry is not None else CollectorRegistry()
+    worker = AuditWorker(redis, settings, AuditMetrics(registry))
+    groups = [(worker.keys.usage, USAGE_GROUP), (worker.keys.events, EVENTS_GROUP)]
+    health = None
+    if host_health is not None:
+        host_health.watch(redis, groups)
+    elif settings.http_port is not None:
+        health = HealthServer(registry, settings.http_host, settings.http_port)
+        health.watch(redis, groups)
     common: dict[str, Any] = {
         "consumer": settings.consumer_name,
         "batch_size": settings.batch_size,
@@ -229,14 +258,21 @@ def build_worker(settings: AuditSettings) -> Worker:
         **common,
     )
     app = FastStream(broker, logger=logging.getLogger("workers.app"))
-    app.on_startup(worker.prepare)
+
+    @app.on_startup
+    async def prepare() -> None:
+        if health is not None:
+            await health.start()
+        await until_redis_answers(worker.prepare, "prepare")
 
     @app.after_shutdown
     async def close() -> None:
         await worker.drain()
+        if health is not None:
+            await health.stop()
         await redis.aclose()
 
-    return Worker(app=app, broker=broker, worker=worker)
+    return Worker(app=app, broker=broker, worker=worker, registry=registry, health=health)
 
 
 def main() -> int:

@@ -30,3 +30,6 @@ class AuditSettings(BaseSettings):
     log_level: str = Field(
         default="INFO", pattern=r"^(?i:debug|info|warning|error)$", validation_alias="LOG_LEVEL"
     )
+    http_host: str = Field(default="127.0.0.1", validation_alias="AUDIT_HTTP_HOST")
+    http_port: int | None = Field(default=9101, ge=0, le=65535, validation_alias="AUDIT_HTTP_PORT")
+    """Where /livez, /readyz and /metrics are served; 0 picks a free port, None serves none."""
