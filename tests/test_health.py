@@ -18,11 +18,12 @@ from token_service.client import TokenClient
 from token_service.embedded import EmbeddedRedis, free_port
 
 pytestmark = pytest.mark.slow
+_TIMEOUT = aiohttp.ClientTimeout(total=2)
 
 
 async def _status(session: aiohttp.ClientSession, port: int, path: str) -> int | None:
     try:
-        async with session.get(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+        async with session.get(f"http://127.0.0.1:{port}{path}", timeout=_TIMEOUT) as response:
             return response.status
     except aiohttp.ClientError:
         return None

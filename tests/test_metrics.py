@@ -146,7 +146,7 @@ async def test_audit_metrics_count_folds_repeats_and_the_newest_use(
 async def _usage_settled(redis: Redis, keys: Keys) -> bool:
     groups = {g["name"]: g for g in await redis.xinfo_groups(keys.usage)}
     group = groups.get("audit-usage")
-    return bool(group) and group["lag"] == 0 and group["pending"] == 0
+    return group is not None and group["lag"] == 0 and group["pending"] == 0
 
 
 async def _audited(redis: Redis, keys: Keys, token_id: str) -> bool:
