@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import orjson
+import pytest
 import structlog
+from redis.asyncio import Redis
 
 from contracts.token_format import mint
+from tests.conftest import ADMIN, wait_for
+from tests.streams import send_raw
+from token_service import processor
+from token_service.app import Service
+from token_service.handlers import Mutation
+from token_service.keys import Keys
 from token_service.logs import configure_logging, mask_tokens
+from token_service.store import Failed, Outcome
+
+COMMAND_FIELDS = ("command_id", "command_type", "actor", "token_id")
+
+
+@pytest.fixture(autouse=True)
+def restore_logging(captured_logs: io.StringIO) -> Iterator[None]:
+    """Tests here may point logs elsewhere; later tests must write to the session's sink."""
+    yield
+    configure_logging("INFO", captured_logs)
 
 
 def test_processor_masks_tokens_in_nested_values() -> None:
@@ -38,3 +58,88 @@ def test_structlog_and_standard_logging_lines_are_masked_json() -> None:
     assert records[1]["event"] == "saw acme_***"
     assert "acme_***" in records[2]["exception"]
     assert token not in sink.getvalue()
+
+
+def _lines(sink: io.StringIO, event: str) -> list[dict[str, Any]]:
+    records = [orjson.loads(line) for line in sink.getvalue().splitlines()]
+    return [record for record in records if record.get("event") == event]
+
+
+def _generate(command_id: str, actor: str = ADMIN) -> dict[str, object]:
+    return {
+        "type": "GenerateToken",
+        "command_id": command_id,
+        "actor": actor,
+        "name": command_id,
+        "scopes": ["entities:read"],
+    }
+
+
+async def test_handled_line_carries_command_fields(
+    service: Service, redis: Redis, keys: Keys, captured_logs: io.StringIO
+) -> None:
+    await send_raw(redis, keys.commands, data=_generate("log-handled"))
+    await wait_for(lambda: _logged(captured_logs, "command_handled", "log-handled"))
+    (line,) = [
+        r for r in _lines(captured_logs, "command_handled") if r["command_id"] == "log-handled"
+    ]
+    assert line["command_type"] == "GenerateToken"
+    assert line["actor"] == ADMIN
+    assert line["token_id"]
+    assert line["outcome"] == "ok"
+
+
+async def test_failed_preparation_line_carries_fields_and_masks_the_error(
+    service: Service,
+    redis: Redis,
+    keys: Keys,
+    captured_logs: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = mint()
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError(f"handler bug near {token}")
+
+    monkeypatch.setattr(processor, "handle", broken)
+    await send_raw(redis, keys.commands, data=_generate("log-broken"))
+    await wait_for(lambda: _logged(captured_logs, "command_preparation_failed", "log-broken"))
+    (line,) = [
+        r
+        for r in _lines(captured_logs, "command_preparation_failed")
+        if r["command_id"] == "log-broken"
+    ]
+    assert all(name in line for name in COMMAND_FIELDS)
+    assert line["command_type"] == "GenerateToken"
+    assert line["actor"] == ADMIN
+    assert "tok_***" in line["exception"]
+    assert token not in captured_logs.getvalue()
+
+
+async def test_not_applied_line_carries_fields_and_masks_the_error(
+    service: Service,
+    redis: Redis,
+    keys: Keys,
+    captured_logs: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = mint()
+
+    async def unavailable(mutations: Sequence[Mutation]) -> list[Outcome]:
+        return [Failed(RuntimeError(f"redis said no to {token}")) for _ in mutations]
+
+    monkeypatch.setattr(service.store, "apply", unavailable)
+    await send_raw(redis, keys.commands, data=_generate("log-failed"))
+    await wait_for(lambda: _logged(captured_logs, "command_not_applied", "log-failed"))
+    line = next(
+        r for r in _lines(captured_logs, "command_not_applied") if r["command_id"] == "log-failed"
+    )
+    assert all(name in line for name in COMMAND_FIELDS)
+    assert line["command_type"] == "GenerateToken"
+    assert line["actor"] == ADMIN
+    assert line["error"] == "redis said no to tok_***"
+    assert token not in captured_logs.getvalue()
+
+
+async def _logged(sink: io.StringIO, event: str, command_id: str) -> bool:
+    return any(r.get("command_id") == command_id for r in _lines(sink, event))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 from faststream import FastStream
@@ -21,6 +22,10 @@ from token_service.metrics import CommandMetrics
 from token_service.processor import GROUP, CommandProcessor
 from token_service.settings import ServiceSettings
 from token_service.store import TokenStore
+from token_service.tracing import Tracing, default_provider
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["Service", "build_service"]
 
@@ -51,16 +56,32 @@ async def _sweep_expired(store: TokenStore, every_ms: int) -> None:
         await asyncio.sleep(every_ms / 1000)
 
 
-def build_service(settings: ServiceSettings) -> Service:
-    """Build the FastStream app that consumes ``tokens:commands``; nothing connects yet."""
+def build_service(
+    settings: ServiceSettings, *, tracer_provider: TracerProvider | None = None
+) -> Service:
+    """Build the FastStream app that consumes ``tokens:commands``; nothing connects yet.
+
+    Tracing is on with ``tracer_provider`` (tests pass one), or with ``TOKENS_OTEL_ENABLED``,
+    which exports over OTLP as the standard ``OTEL_*`` variables say.
+    """
     if settings.redis_url is None:
         raise ValueError("REDIS_URL is required here; `python -m token_service` embeds one")
     keys = Keys(settings.key_prefix)
-    broker = RedisBroker(settings.redis_url, logger=logging.getLogger("token_service.broker"))
+    if tracer_provider is None and settings.otel_enabled:
+        tracer_provider = default_provider("token-service")
+    tracing = Tracing(tracer_provider)
+    broker = RedisBroker(
+        settings.redis_url,
+        logger=logging.getLogger("token_service.broker"),
+        # FastStream's per-batch "Received"/"Processed" lines cannot name a command; our
+        # own line per command does, so theirs go to DEBUG.
+        log_level=logging.DEBUG,
+        middlewares=tracing.middlewares(),
+    )
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     store = TokenStore(redis, keys, settings.command_ttl_seconds * 1000)
     registry = CollectorRegistry()
-    processor = CommandProcessor(store, settings, CommandMetrics(registry))
+    processor = CommandProcessor(store, settings, CommandMetrics(registry), tracing)
     health = None
     if settings.http_port is not None:
         health = HealthServer(registry, settings.http_host, settings.http_port)

@@ -11,6 +11,7 @@ import orjson
 import structlog
 
 from contracts.token_format import TOKEN_SHAPE
+from token_service.tracing import add_trace_ids
 
 __all__ = ["configure_logging", "mask_tokens"]
 
@@ -43,6 +44,7 @@ _SHARED: list[Any] = [
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     structlog.processors.format_exc_info,
+    add_trace_ids,
     mask_tokens,
 ]
 

@@ -34,6 +34,7 @@ from token_service.metrics import CommandMetrics
 from token_service.records import view_from_record
 from token_service.settings import ServiceSettings
 from token_service.store import Applied, Failed, Refused, Repeated, TokenStore
+from token_service.tracing import Tracing
 
 __all__ = ["GROUP", "CommandProcessor"]
 
@@ -93,11 +94,16 @@ class CommandProcessor:
     """Handles batches of command entries for one consumer of the ``token-service`` group."""
 
     def __init__(
-        self, store: TokenStore, settings: ServiceSettings, metrics: CommandMetrics
+        self,
+        store: TokenStore,
+        settings: ServiceSettings,
+        metrics: CommandMetrics,
+        tracing: Tracing,
     ) -> None:
         self.store = store
         self.settings = settings
         self.metrics = metrics
+        self.tracing = tracing
         self.keys = store.keys
         self._resources = frozenset(settings.resources)
         self._admins = frozenset(settings.admins)
@@ -114,7 +120,7 @@ class CommandProcessor:
 
     async def process(self, entries: Sequence[StreamEntry], claimed: bool = False) -> None:
         """Handle a batch; ``claimed`` entries were taken over from a consumer that stalled."""
-        started = time.perf_counter()
+        started, started_ns = time.perf_counter(), time.time_ns()
         context = self._context()
         batch = [_Work(entry_id.decode(), fields) for entry_id, fields in entries]
         if claimed:
@@ -129,9 +135,19 @@ class CommandProcessor:
                 work.settled = True
             else:
                 self._prepare(work, context)
-        await self._apply(batch)
-        await self._reject(batch)
-        await self._finish(batch, started)
+        with self.tracing.span("redis apply", {"commands": len(batch)}):
+            await self._apply(batch)
+        with self.tracing.span("redis record rejections"):
+            await self._reject(batch)
+        with self.tracing.span("redis settle and reply"):
+            await self._finish(batch, started)
+        if self.tracing.enabled:
+            for work in batch:
+                self.tracing.record(
+                    f"command {work.command_type}",
+                    started_ns,
+                    {**work.log_fields(), "settled": work.settled},
+                )
 
     async def _give_up_on_repeated_failures(self, batch: list[_Work]) -> None:
         for work in batch:

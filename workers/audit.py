@@ -216,7 +216,9 @@ def build_worker(
     """
     if settings.redis_url is None:
         raise ValueError("REDIS_URL is required for the audit worker")
-    broker = RedisBroker(settings.redis_url, logger=logging.getLogger("workers.broker"))
+    broker = RedisBroker(
+        settings.redis_url, logger=logging.getLogger("workers.broker"), log_level=logging.DEBUG
+    )
     redis = Redis.from_url(settings.redis_url)
     registry = registry if registry is not None else CollectorRegistry()
     worker = AuditWorker(redis, settings, AuditMetrics(registry))
