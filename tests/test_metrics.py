@@ -184,4 +184,8 @@ async def test_verifier_metrics_live_in_a_registry_the_host_can_serve(
     assert value(samples, checks, outcome="unknown") == 1
     assert value(samples, checks, outcome="unavailable") == 0
     assert value(samples, "tokens_verifier_check_seconds_count") == 5
+    bucket = "tokens_verifier_check_seconds_bucket"
+    assert value(samples, bucket, le="+Inf") == 5
+    cumulative = [value(samples, bucket, le=le) for le in ("0.0001", "0.001", "0.01", "1.0")]
+    assert cumulative == sorted(cumulative)
     assert not math.isnan(value(samples, "tokens_verifier_check_seconds_sum"))
