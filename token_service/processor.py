@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import orjson
 import structlog
@@ -28,66 +27,19 @@ from contracts import (
 from contracts.token_format import find_tokens
 from token_service.batching import StreamEntry, delivery_count
 from token_service.deadletter import dead_letter
-from token_service.handlers import Context, Mutation, Rejection, handle
+from token_service.handlers import Context, Rejection, handle
 from token_service.inbox import DeadLetter, Invalid, Parsed, open_entry
 from token_service.metrics import CommandMetrics
 from token_service.records import view_from_record
 from token_service.settings import ServiceSettings
 from token_service.store import Applied, Failed, Refused, Repeated, TokenStore
 from token_service.tracing import Tracing
+from token_service.work import WorkItem, reply_from_outcome
 
 __all__ = ["GROUP", "CommandProcessor"]
 
 GROUP = "token-service"
 _log = structlog.get_logger("token_service.commands")
-
-
-@dataclass(slots=True)
-class _Work:
-    """One entry on its way through a batch."""
-
-    entry_id: str
-    fields: dict[bytes, bytes]
-    channels: tuple[str, ...] = ()
-    command_type: str = "unknown"
-    command_id: str | None = None
-    actor: str = "unknown"
-    token_id: str | None = None
-    mutation: Mutation | None = None
-    rejection: Rejection | None = None
-    dead_reason: str | None = None
-    dead_code: ErrorCode = ErrorCode.INVALID
-    reply: CommandReply | None = None
-    settled: bool = False
-    holds_secret: bool = False
-    events: list[bytes] = field(default_factory=list)
-
-    def log_fields(self) -> dict[str, str | None]:
-        """What every log line about this entry carries, as far as it is known."""
-        token_id = self.token_id
-        if token_id is None and self.reply is not None and self.reply.token is not None:
-            token_id = self.reply.token.id
-        return {
-            "entry_id": self.entry_id,
-            "command_id": self.command_id,
-            "command_type": self.command_type,
-            "actor": self.actor,
-            "token_id": token_id,
-        }
-
-
-def _reply_from_outcome(command_id: str, outcome: dict[str, object]) -> CommandReply:
-    """The reply to a repeated command: its first outcome, marked, without any secret."""
-    if outcome.get("ok"):
-        record = outcome["token"]
-        assert isinstance(record, dict)
-        return CommandReply(
-            command_id=command_id, ok=True, duplicate=True, token=view_from_record(record)
-        )
-    return CommandReply.model_validate(
-        {"command_id": command_id, "ok": False, "duplicate": True, "error": outcome["error"]},
-        strict=False,
-    )
 
 
 class CommandProcessor:
@@ -122,7 +74,7 @@ class CommandProcessor:
         """Handle a batch; ``claimed`` entries were taken over from a consumer that stalled."""
         started, started_ns = time.perf_counter(), time.time_ns()
         context = self._context()
-        batch = [_Work(entry_id.decode(), fields) for entry_id, fields in entries]
+        batch = [WorkItem(entry_id.decode(), fields) for entry_id, fields in entries]
         if claimed:
             await self._give_up_on_repeated_failures(batch)
         oldest_ms = to_millis(context.now) - self.settings.command_ttl_seconds * 1000
@@ -149,7 +101,7 @@ class CommandProcessor:
                     {**work.log_fields(), "settled": work.settled},
                 )
 
-    async def _give_up_on_repeated_failures(self, batch: list[_Work]) -> None:
+    async def _give_up_on_repeated_failures(self, batch: list[WorkItem]) -> None:
         for work in batch:
             deliveries = await delivery_count(
                 self.store.redis, self.keys.commands, GROUP, work.entry_id
@@ -163,12 +115,12 @@ class CommandProcessor:
                 assert work.command_id is not None
                 first = await self.store.outcome_of(work.command_id)
                 if first is not None:  # it was applied, only its acknowledgement was lost
-                    work.reply = _reply_from_outcome(work.command_id, first)
+                    work.reply = reply_from_outcome(work.command_id, first)
                     continue
             work.dead_reason = f"not handled after {deliveries - 1} deliveries"
             work.dead_code = ErrorCode.INTERNAL
 
-    def _prepare(self, work: _Work, context: Context) -> None:
+    def _prepare(self, work: WorkItem, context: Context) -> None:
         try:
             work.holds_secret = any(
                 find_tokens(value.decode("utf-8", "replace")) for value in work.fields.values()
@@ -196,7 +148,7 @@ class CommandProcessor:
             work.settled = True
 
     @staticmethod
-    def _describe(work: _Work, parsed: Parsed) -> None:
+    def _describe(work: WorkItem, parsed: Parsed) -> None:
         command: CommandBase = parsed.command
         work.channels = parsed.reply_channels
         work.command_type = type(command).__name__
@@ -204,7 +156,7 @@ class CommandProcessor:
         work.actor = command.actor
         work.token_id = getattr(command, "token_id", None)
 
-    async def _apply(self, batch: list[_Work]) -> None:
+    async def _apply(self, batch: list[WorkItem]) -> None:
         pending = [w for w in batch if w.mutation is not None]
         outcomes = await self.store.apply([w.mutation for w in pending if w.mutation])
         for work, outcome in zip(pending, outcomes, strict=True):
@@ -220,7 +172,7 @@ class CommandProcessor:
                 work.token_id = work.mutation.token_id
                 work.settled = True
             elif isinstance(outcome, Repeated):
-                work.reply = _reply_from_outcome(work.command_id, outcome.outcome)
+                work.reply = reply_from_outcome(work.command_id, outcome.outcome)
                 work.settled = True
             elif isinstance(outcome, Refused):
                 token_id = None if work.mutation.script == "generate" else work.mutation.token_id
@@ -228,8 +180,8 @@ class CommandProcessor:
             else:
                 self._failed(work, outcome)
 
-    async def _reject(self, batch: list[_Work]) -> None:
-        recorded: list[_Work] = []
+    async def _reject(self, batch: list[WorkItem]) -> None:
+        recorded: list[WorkItem] = []
         calls: list[tuple[str, bytes, bytes]] = []
         for work in batch:
             if work.rejection is None or work.settled:
@@ -252,7 +204,7 @@ class CommandProcessor:
         for work, result in zip(recorded, await self.store.record_rejections(calls), strict=True):
             if isinstance(result, Repeated):
                 assert work.command_id is not None
-                work.reply = _reply_from_outcome(work.command_id, result.outcome)
+                work.reply = reply_from_outcome(work.command_id, result.outcome)
                 work.settled = True
             elif isinstance(result, Failed):
                 work.reply = None
@@ -260,7 +212,7 @@ class CommandProcessor:
             else:
                 work.settled = True
 
-    def _rejected_event(self, work: _Work, code: str, message: str) -> bytes:
+    def _rejected_event(self, work: WorkItem, code: str, message: str) -> bytes:
         return CommandRejected(
             actor=work.actor,
             command_id=work.command_id,
@@ -270,10 +222,10 @@ class CommandProcessor:
             message=message,
         ).to_json()
 
-    def _failed(self, work: _Work, failure: Failed) -> None:
+    def _failed(self, work: WorkItem, failure: Failed) -> None:
         _log.error("command_not_applied", **work.log_fields(), error=str(failure.error))
 
-    def _dead_letter(self, work: _Work) -> bytes:
+    def _dead_letter(self, work: WorkItem) -> bytes:
         reason = work.dead_reason or "unknown"
         invalid = work.dead_code is ErrorCode.INVALID
         work.reply = CommandReply(
@@ -294,7 +246,7 @@ class CommandProcessor:
             consumer=self.settings.consumer_name,
         )
 
-    async def _finish(self, batch: list[_Work], started: float) -> None:
+    async def _finish(self, batch: list[WorkItem], started: float) -> None:
         done = [w for w in batch if w.settled]
         if not done:
             return
@@ -323,17 +275,9 @@ class CommandProcessor:
                 self.metrics.dead_letters.labels(self.keys.commands).inc()
 
     @staticmethod
-    def _log_outcome(work: _Work) -> str:
+    def _log_outcome(work: WorkItem) -> str:
         """Log the settled outcome; returns it as the metrics name it."""
-        reply = work.reply
-        if work.dead_reason is not None:
-            outcome = "dead_letter"
-        elif reply is not None and reply.duplicate:
-            outcome = "duplicate"
-        elif reply is not None and reply.error is not None:
-            outcome = reply.error.code.value
-        else:
-            outcome = "ok"
+        reply, outcome = work.reply, work.outcome()
         _log.info(
             "command_handled",
             **work.log_fields(),
