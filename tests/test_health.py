@@ -11,13 +11,16 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from tests.conftest import ADMIN
 from token_service.client import TokenClient
 from token_service.embedded import EmbeddedRedis, free_port
+from token_service.health import HealthServer
 
-pytestmark = pytest.mark.slow
 _TIMEOUT = aiohttp.ClientTimeout(total=2)
 
 
@@ -44,6 +47,7 @@ def _spawn(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[byte
         )
 
 
+@pytest.mark.slow
 async def test_processes_are_ready_only_once_redis_answers(tmp_path: Path) -> None:
     redis_port, service_port, worker_port = free_port(), free_port(), free_port()
     env = {
@@ -92,3 +96,23 @@ async def test_processes_are_ready_only_once_redis_answers(tmp_path: Path) -> No
             except subprocess.TimeoutExpired:
                 process.kill()
         server.stop()
+
+
+async def test_readiness_names_what_is_missing(redis: Redis) -> None:
+    stream = f"health-{free_port()}:commands"
+    health = HealthServer(CollectorRegistry(), "127.0.0.1", 0)
+    health.watch(redis, [(stream, "token-service")])
+    missing = await health.readiness()
+    assert not missing.ready
+    assert missing.reason == f"group token-service of {stream} does not exist"
+
+    await redis.xgroup_create(stream, "token-service", id="0", mkstream=True)
+    assert (await health.readiness()).ready
+
+    unreachable = HealthServer(CollectorRegistry(), "127.0.0.1", 0)
+    unreachable.watch(
+        Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)), []
+    )
+    down = await unreachable.readiness()
+    assert not down.ready
+    assert down.reason.startswith("redis unreachable")

@@ -60,9 +60,22 @@ def test_structlog_and_standard_logging_lines_are_masked_json() -> None:
     assert token not in sink.getvalue()
 
 
-def _lines(sink: io.StringIO, event: str) -> list[dict[str, Any]]:
+def _lines(sink: io.StringIO, event: str, command_id: str) -> list[dict[str, Any]]:
     records = [orjson.loads(line) for line in sink.getvalue().splitlines()]
-    return [record for record in records if record.get("event") == event]
+    return [r for r in records if r.get("event") == event and r.get("command_id") == command_id]
+
+
+async def _sent_and_logged(
+    redis: Redis, keys: Keys, sink: io.StringIO, event: str, command_id: str
+) -> dict[str, Any]:
+    """Send a GenerateToken as a raw entry; the first ``event`` line the service logs of it."""
+    await send_raw(redis, keys.commands, data=_generate(command_id))
+
+    async def logged() -> bool:
+        return bool(_lines(sink, event, command_id))
+
+    await wait_for(logged)
+    return _lines(sink, event, command_id)[0]
 
 
 def _generate(command_id: str, actor: str = ADMIN) -> dict[str, object]:
@@ -78,11 +91,7 @@ def _generate(command_id: str, actor: str = ADMIN) -> dict[str, object]:
 async def test_handled_line_carries_command_fields(
     service: Service, redis: Redis, keys: Keys, captured_logs: io.StringIO
 ) -> None:
-    await send_raw(redis, keys.commands, data=_generate("log-handled"))
-    await wait_for(lambda: _logged(captured_logs, "command_handled", "log-handled"))
-    (line,) = [
-        r for r in _lines(captured_logs, "command_handled") if r["command_id"] == "log-handled"
-    ]
+    line = await _sent_and_logged(redis, keys, captured_logs, "command_handled", "log-handled")
     assert line["command_type"] == "GenerateToken"
     assert line["actor"] == ADMIN
     assert line["token_id"]
@@ -102,13 +111,9 @@ async def test_failed_preparation_line_carries_fields_and_masks_the_error(
         raise RuntimeError(f"handler bug near {token}")
 
     monkeypatch.setattr(processor, "handle", broken)
-    await send_raw(redis, keys.commands, data=_generate("log-broken"))
-    await wait_for(lambda: _logged(captured_logs, "command_preparation_failed", "log-broken"))
-    (line,) = [
-        r
-        for r in _lines(captured_logs, "command_preparation_failed")
-        if r["command_id"] == "log-broken"
-    ]
+    line = await _sent_and_logged(
+        redis, keys, captured_logs, "command_preparation_failed", "log-broken"
+    )
     assert all(name in line for name in COMMAND_FIELDS)
     assert line["command_type"] == "GenerateToken"
     assert line["actor"] == ADMIN
@@ -129,17 +134,9 @@ async def test_not_applied_line_carries_fields_and_masks_the_error(
         return [Failed(RuntimeError(f"redis said no to {token}")) for _ in mutations]
 
     monkeypatch.setattr(service.store, "apply", unavailable)
-    await send_raw(redis, keys.commands, data=_generate("log-failed"))
-    await wait_for(lambda: _logged(captured_logs, "command_not_applied", "log-failed"))
-    line = next(
-        r for r in _lines(captured_logs, "command_not_applied") if r["command_id"] == "log-failed"
-    )
+    line = await _sent_and_logged(redis, keys, captured_logs, "command_not_applied", "log-failed")
     assert all(name in line for name in COMMAND_FIELDS)
     assert line["command_type"] == "GenerateToken"
     assert line["actor"] == ADMIN
     assert line["error"] == "redis said no to tok_***"
     assert token not in captured_logs.getvalue()
-
-
-async def _logged(sink: io.StringIO, event: str, command_id: str) -> bool:
-    return any(r.get("command_id") == command_id for r in _lines(sink, event))
