@@ -63,6 +63,8 @@ async def test_command_handling_redis_transaction_and_reply_form_one_trace(
     assert command.attributes["command_id"] == "trace-1"
     assert command.attributes["token_id"] == reply.token.id
     assert command.attributes["actor"] == ADMIN
+    assert command.attributes["outcome"] == "ok"
+    assert command.attributes["reply_channels"] == 1
     trace_id = command.context.trace_id
     process = next(
         s for s in spans if s.name.endswith("process") and s.context.trace_id == trace_id

@@ -98,7 +98,11 @@ class CommandProcessor:
                 self.tracing.record(
                     f"command {work.command_type}",
                     started_ns,
-                    {**work.log_fields(), "settled": work.settled},
+                    {
+                        **work.log_fields(),
+                        "outcome": work.outcome() if work.settled else "retry",
+                        "reply_channels": len(work.channels) if work.reply else 0,
+                    },
                 )
 
     async def _give_up_on_repeated_failures(self, batch: list[WorkItem]) -> None:
