@@ -1,11 +1,11 @@
-"""Running the service as a real process, the way an operator would."""
+"""Running the service and the audit worker as real processes, the way an operator would."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,24 +14,12 @@ from token_service.settings import ServiceSettings
 
 
 @contextmanager
-def service_process(
-    settings: ServiceSettings, log: Path, *args: str
+def _process(
+    module: str, env: Mapping[str, str], log: Path, *args: str
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m token_service`` on the test's Redis and prefix; killed on the way out."""
-    env = {
-        **os.environ,
-        "REDIS_URL": settings.redis_url or "",
-        "TOKENS_KEY_PREFIX": settings.key_prefix,
-        "TOKENS_ADMINS": ADMIN,
-        "TOKENS_RESOURCES": ",".join(settings.resources),
-        "TOKENS_CLAIM_IDLE_MS": "1000",
-        "TOKENS_BATCH_SIZE": "50",
-        "TOKENS_HTTP_PORT": "0",
-    }
-    env.pop("TOKENS_CONSUMER_NAME", None)
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "token_service", *args], env=env, stdout=out, stderr=out
+            [sys.executable, "-m", module, *args], env=dict(env), stdout=out, stderr=out
         )
     try:
         yield process
@@ -39,3 +27,47 @@ def service_process(
         if process.poll() is None:
             process.kill()
         process.wait(10)
+
+
+def _base_env(settings: ServiceSettings, env: Mapping[str, str] | None) -> dict[str, str]:
+    base = {
+        **os.environ,
+        "REDIS_URL": settings.redis_url or "",
+        "TOKENS_KEY_PREFIX": settings.key_prefix,
+    }
+    for name in ("TOKENS_CONSUMER_NAME", "AUDIT_CONSUMER_NAME"):
+        base.pop(name, None)
+    return {**base, **(env or {})}
+
+
+@contextmanager
+def service_process(
+    settings: ServiceSettings, log: Path, *args: str, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m token_service`` on the test's Redis and prefix; killed on the way out.
+
+    ``env`` adds or overrides variables (a Redis user, say).
+    """
+    defaults = {
+        "TOKENS_ADMINS": ADMIN,
+        "TOKENS_RESOURCES": ",".join(settings.resources),
+        "TOKENS_CLAIM_IDLE_MS": "1000",
+        "TOKENS_BATCH_SIZE": "50",
+        "TOKENS_HTTP_PORT": "0",
+    }
+    with _process(
+        "token_service", _base_env(settings, {**defaults, **(env or {})}), log, *args
+    ) as p:
+        yield p
+
+
+@contextmanager
+def audit_worker_process(
+    settings: ServiceSettings, log: Path, *args: str, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m workers.audit`` on the test's Redis and prefix; killed on the way out."""
+    defaults = {"AUDIT_CLAIM_IDLE_MS": "1000", "AUDIT_HTTP_PORT": "0"}
+    with _process(
+        "workers.audit", _base_env(settings, {**defaults, **(env or {})}), log, *args
+    ) as p:
+        yield p

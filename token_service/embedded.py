@@ -6,7 +6,9 @@ in a thread, which is enough to try the service but not to trust delivery under 
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -36,6 +38,8 @@ def _wait_until_up(port: int, deadline_s: float = 10.0) -> None:
             with redis.Redis(port=port, socket_connect_timeout=0.2) as client:
                 client.ping()
                 return
+        except (redis.AuthenticationError, redis.ResponseError):
+            return  # it answers, but only to a user it knows (an ACL with the default user off)
         except redis.ConnectionError:
             if time.monotonic() > until:
                 raise
@@ -50,6 +54,9 @@ class EmbeddedRedis:
     kind: str
     directory: Path
     appendonly: bool = False
+    appendfsync: str = "always"
+    extra_args: tuple[str, ...] = ()
+    """More ``redis-server`` arguments, such as ``("--aclfile", path)``."""
     _process: subprocess.Popen[bytes] | None = None
     _server: Any = None
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -60,12 +67,21 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     @classmethod
-    def start(cls, *, appendonly: bool = False, prefer_real: bool = True) -> EmbeddedRedis:
+    def start(
+        cls,
+        *,
+        appendonly: bool = False,
+        appendfsync: str = "always",
+        extra_args: tuple[str, ...] = (),
+        prefer_real: bool = True,
+    ) -> EmbeddedRedis:
         """Start a server on a free port and wait until it answers."""
         directory = Path(tempfile.mkdtemp(prefix="token-service-redis-"))
         binary = shutil.which("redis-server")
         if binary and prefer_real:
-            server = cls(free_port(), "redis-server", directory, appendonly)
+            server = cls(
+                free_port(), "redis-server", directory, appendonly, appendfsync, extra_args
+            )
             server.launch()
             return server
         from fakeredis import TcpFakeServer
@@ -94,14 +110,30 @@ class EmbeddedRedis:
                 "--appendonly",
                 "yes" if self.appendonly else "no",
                 "--appendfsync",
-                "always",
+                self.appendfsync,
                 "--logfile",
                 str(self.directory / "redis.log"),
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         _wait_until_up(self.port)
+
+    @property
+    def pid(self) -> int | None:
+        """The redis-server process id while it runs (None for fakeredis or when ended)."""
+        return self._process.pid if self._process is not None else None
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open but nothing answers."""
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server run again (SIGCONT)."""
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGCONT)
 
     def kill(self) -> None:
         """End the server abruptly, as a crash would."""
@@ -113,6 +145,7 @@ class EmbeddedRedis:
     def stop(self) -> None:
         """End the server and remove its files."""
         if self._process is not None:
+            self.resume()  # a paused server would not act on SIGTERM
             self._process.terminate()
             try:
                 self._process.wait(10)
