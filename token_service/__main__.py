@@ -7,10 +7,10 @@ import asyncio
 import getpass
 import sys
 
-import redis
 import structlog
 
 from token_service.app import Service, build_service
+from token_service.connection import sync_redis_client
 from token_service.embedded import EmbeddedRedis
 from token_service.keys import Keys
 from token_service.logs import configure_logging
@@ -21,16 +21,15 @@ from workers.settings import AuditSettings
 
 def _bootstrap(settings: ServiceSettings) -> str:
     admin = settings.admins[0] if settings.admins else getpass.getuser()
-    assert settings.redis_url is not None
-    with redis.Redis.from_url(settings.redis_url) as client:
+    with sync_redis_client(settings) as client:
         client.sadd(Keys(settings.key_prefix).admins, admin)
     return admin
 
 
 def _with_audit_worker(service: Service, settings: ServiceSettings) -> None:
-    assert settings.redis_url is not None
+    # One process, one connection setting: the Redis user must be allowed both parts' work.
     worker = build_worker(
-        AuditSettings(redis_url=settings.redis_url, key_prefix=settings.key_prefix),
+        AuditSettings(**settings.access_fields(), key_prefix=settings.key_prefix),
         registry=service.registry,
         host_health=service.health,
     )

@@ -11,11 +11,11 @@ import structlog
 from faststream import FastStream
 from faststream.redis import RedisBroker
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
 from contracts import Command, utc_now
 from token_service.asyncapi import declare_outputs
 from token_service.batching import subscribe_batches
+from token_service.connection import redis_broker, redis_client
 from token_service.health import HealthServer, until_redis_answers
 from token_service.keys import Keys
 from token_service.metrics import CommandMetrics
@@ -70,15 +70,15 @@ def build_service(
     if tracer_provider is None and settings.otel_enabled:
         tracer_provider = default_provider("token-service")
     tracing = Tracing(tracer_provider)
-    broker = RedisBroker(
-        settings.redis_url,
+    broker = redis_broker(
+        settings,
         logger=logging.getLogger("token_service.broker"),
         # FastStream's per-batch "Received"/"Processed" lines cannot name a command; our
         # own line per command does, so theirs go to DEBUG.
         log_level=logging.DEBUG,
         middlewares=tracing.middlewares(),
     )
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = redis_client(settings, decode_responses=True)
     store = TokenStore(redis, keys, settings.command_ttl_seconds * 1000)
     registry = CollectorRegistry()
     processor = CommandProcessor(store, settings, CommandMetrics(registry), tracing)

@@ -7,7 +7,9 @@ import socket
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from token_service.connection import RedisAccess
 
 __all__ = ["ServiceSettings", "default_consumer_name"]
 
@@ -23,12 +25,14 @@ def _split_commas(value: object) -> object:
     return value
 
 
-class ServiceSettings(BaseSettings):
-    """Everything the command handler can be told; environment names are in the aliases."""
+class ServiceSettings(RedisAccess):
+    """Everything the command handler can be told; environment names are in the aliases.
+
+    Where Redis is and how to log in come from :class:`RedisAccess`.
+    """
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     key_prefix: str = Field(default="tokens", min_length=1, validation_alias="TOKENS_KEY_PREFIX")
     token_prefix: str = Field(
         default="tok", pattern=r"^[A-Za-z0-9]{1,16}$", validation_alias="TOKENS_PREFIX"

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from contracts import CommandReply
 from token_service.client import ReplyTimeout, TokenClient
+from token_service.connection import redis_client
 from tokenctl.settings import CliSettings
 
 __all__ = ["Actor", "Json", "admins_app", "app", "fail", "print_json", "run", "send", "settings"]
@@ -61,7 +62,7 @@ def _redacted(url: str) -> str:
 
 def _with_redis(work: Callable[[Redis], Awaitable[T]], settings: CliSettings) -> T:
     async def wrapped() -> T:
-        redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10)
+        redis = redis_client(settings, decode_responses=True, socket_timeout=10)
         try:
             return await work(redis)
         finally:

@@ -6,7 +6,9 @@ import getpass
 from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from token_service.connection import RedisAccess
 
 __all__ = ["CliSettings", "default_actor"]
 
@@ -16,8 +18,8 @@ def default_actor() -> str:
     return getpass.getuser()
 
 
-class CliSettings(BaseSettings):
-    """Where the service is, and what it accepts."""
+class CliSettings(RedisAccess):
+    """Where the service is, and what it accepts; the Redis user is usually ``operator``."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 

@@ -27,6 +27,7 @@ from redis.exceptions import ResponseError
 
 from contracts import LifecycleEvent, TokenUsed, event_adapter, to_millis
 from token_service.batching import StreamEntry, delivery_count, subscribe_batches
+from token_service.connection import redis_broker, redis_client
 from token_service.deadletter import dead_letter
 from token_service.health import HealthServer, until_redis_answers
 from token_service.keys import Keys
@@ -216,10 +217,10 @@ def build_worker(
     """
     if settings.redis_url is None:
         raise ValueError("REDIS_URL is required for the audit worker")
-    broker = RedisBroker(
-        settings.redis_url, logger=logging.getLogger("workers.broker"), log_level=logging.DEBUG
+    broker = redis_broker(
+        settings, logger=logging.getLogger("workers.broker"), log_level=logging.DEBUG
     )
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     registry = registry if registry is not None else CollectorRegistry()
     worker = AuditWorker(redis, settings, AuditMetrics(registry))
     groups = [(worker.keys.usage, USAGE_GROUP), (worker.keys.events, EVENTS_GROUP)]

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from token_service.connection import RedisAccess
 from token_service.settings import default_consumer_name
 
 __all__ = ["AuditSettings"]
 
 
-class AuditSettings(BaseSettings):
-    """Everything the audit worker can be told; environment names are in the aliases."""
+class AuditSettings(RedisAccess):
+    """Everything the audit worker can be told; environment names are in the aliases.
+
+    Where Redis is and how to log in come from :class:`RedisAccess`.
+    """
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     key_prefix: str = Field(default="tokens", min_length=1, validation_alias="TOKENS_KEY_PREFIX")
     consumer_name: str = Field(
         default_factory=default_consumer_name,
