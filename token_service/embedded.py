@@ -19,8 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 __all__ = ["EmbeddedRedis", "free_port"]
+
+_ONCE = Retry(NoBackoff(), 0)
 
 
 def free_port() -> int:
@@ -35,7 +39,8 @@ def _wait_until_up(port: int, deadline_s: float = 10.0) -> None:
     until = time.monotonic() + deadline_s
     while True:
         try:
-            with redis.Redis(port=port, socket_connect_timeout=0.2) as client:
+            # No retries: redis-py retries a refused login (NOAUTH) for seconds otherwise.
+            with redis.Redis(port=port, socket_connect_timeout=0.2, retry=_ONCE) as client:
                 client.ping()
                 return
         except (redis.AuthenticationError, redis.ResponseError):

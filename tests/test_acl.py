@@ -1,0 +1,359 @@
+"""Least privilege, enforced by a real redis-server loading the ACL file we ship.
+
+Each test starts its own server with the file rendered for the test's key prefix, and
+logs in as one user at a time. Refusals must come from Redis itself (NOPERM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from redis.asyncio import Redis
+from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
+
+from tests.conftest import ADMIN
+from tests.processes import audit_worker_process, service_process
+from token_service.acl import FORBIDDEN, dev_password, password_hash, render, users
+from token_service.client import TokenClient
+from token_service.connection import RedisAccess, redis_client
+from token_service.embedded import EmbeddedRedis
+from token_service.gateway import Accepted, Rejected, RejectReason, Verifier
+from token_service.keys import Keys
+from token_service.settings import ServiceSettings
+from token_service.store import TokenStore
+from token_service.usage import UsageReporter
+
+ROOT = Path(__file__).resolve().parent.parent
+USERS = [user.name for user in users()]
+INSPECTOR = "acl-inspector"
+"""A user for the tests' own eyes only: reads everything, reads the ACL log, changes nothing."""
+_INSPECTOR_LINE = (
+    f"user {INSPECTOR} on #{password_hash('inspect')} resetkeys resetchannels -@all"
+    " +acl|log +hgetall +lrange +xinfo|groups %R~*\n"
+)
+
+
+@dataclass
+class AclServer:
+    """A redis-server enforcing our ACL for one key prefix."""
+
+    server: EmbeddedRedis
+    keys: Keys
+
+    def access(self, user: str, password: str | None = None) -> RedisAccess:
+        """Connection settings for ``user`` (with its dev password unless told)."""
+        return RedisAccess(
+            redis_url=self.server.url,
+            redis_username=user,
+            redis_password=SecretStr(password or dev_password(user)),
+        )
+
+    def env(self, user: str) -> dict[str, str]:
+        """What a process needs in its environment to log in as ``user``."""
+        return {"REDIS_USERNAME": user, "REDIS_PASSWORD": dev_password(user)}
+
+
+@pytest.fixture
+def acl_server(tmp_path: Path) -> Iterator[AclServer]:
+    """A fresh redis-server with the rendered ACL file, the default user off."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    acl_file = tmp_path / "users.acl"
+    acl_file.write_text(render(prefix) + _INSPECTOR_LINE)
+    # DEBUG is enabled so that only the ACL stands between a user and it.
+    server = EmbeddedRedis.start(
+        extra_args=("--aclfile", str(acl_file), "--enable-debug-command", "local")
+    )
+    assert server.kind == "redis-server"
+    yield AclServer(server, Keys(prefix))
+    server.stop()
+
+
+@pytest.fixture
+async def connect(acl_server: AclServer) -> AsyncIterator[Any]:
+    """``await connect(user)``: a decoding client logged in as that user, closed afterwards."""
+    opened: list[Redis] = []
+
+    async def open_as(user: str) -> Redis:
+        password = "inspect" if user == INSPECTOR else None
+        client = redis_client(acl_server.access(user, password), decode_responses=True)
+        opened.append(client)
+        return client
+
+    yield open_as
+    for client in opened:
+        await client.aclose()
+
+
+async def _refused(call: Any) -> None:
+    with pytest.raises(NoPermissionError):
+        await call
+
+
+def test_committed_acl_file_is_the_rendering_for_the_default_prefix() -> None:
+    assert (ROOT / "deploy/redis/users.acl").read_text() == render("tokens"), (
+        "regenerate it: python -m token_service.acl > deploy/redis/users.acl"
+    )
+
+
+def test_acl_passwords_are_stored_hashed_never_in_plain_text() -> None:
+    text = render("tokens")
+    for name in USERS:
+        assert dev_password(name) not in text
+        assert f"#{password_hash(dev_password(name))}" in text
+    assert ">" not in text
+    assert "nopass" not in text
+
+
+def test_a_key_prefix_that_needs_escaping_is_refused() -> None:
+    with pytest.raises(ValueError, match="escaping"):
+        render("tok*ens")
+
+
+async def test_a_client_that_does_not_log_in_can_do_nothing(acl_server: AclServer) -> None:
+    anonymous = redis_client(RedisAccess(redis_url=acl_server.server.url))
+    try:
+        with pytest.raises(AuthenticationError):
+            await anonymous.ping()
+    finally:
+        await anonymous.aclose()
+    as_default = redis_client(acl_server.access("default", "anything"))
+    try:
+        with pytest.raises(AuthenticationError):
+            await as_default.ping()
+    finally:
+        await as_default.aclose()
+
+
+async def test_a_wrong_password_is_refused(acl_server: AclServer) -> None:
+    client = redis_client(acl_server.access("gateway", "dev-token-service"))
+    try:
+        with pytest.raises(AuthenticationError):
+            await client.ping()
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("user", USERS)
+async def test_no_user_may_flush_configure_list_keys_or_debug(user: str, connect: Any) -> None:
+    redis = await connect(user)
+    assert await redis.ping()
+    for command in (
+        ("FLUSHALL",),
+        ("FLUSHDB",),
+        ("CONFIG", "GET", "*"),
+        ("CONFIG", "SET", "appendonly", "no"),
+        ("KEYS", "*"),
+        ("DEBUG", "SLEEP", "0"),
+        ("SHUTDOWN", "NOSAVE"),
+        ("ACL", "LIST"),
+        ("SCRIPT", "FLUSH"),
+        ("BGREWRITEAOF",),
+    ):
+        await _refused(redis.execute_command(*command))
+    line = next(u for u in users() if u.name == user).line("0" * 64)
+    assert not any(f"+{command}" in line.split() for command in FORBIDDEN)
+    for broad in ("+@", "allcommands", "allkeys", "~*"):
+        assert broad not in line
+
+
+async def test_gateway_reads_secrets_and_reports_use_but_changes_nothing(
+    acl_server: AclServer, connect: Any
+) -> None:
+    keys = acl_server.keys
+    service, gateway = await connect("token-service"), await connect("gateway")
+    secret = keys.secret("ab" * 32)
+    await service.hset(secret, mapping={"token_id": "01TOKEN", "scopes": "entities:read"})
+    await service.xadd(keys.commands, {"data": "{}"})
+
+    assert (await gateway.hgetall(secret))["token_id"] == "01TOKEN"
+    assert await gateway.xadd(keys.usage, {"data": "{}"})
+    await _refused(gateway.delete(secret))
+    await _refused(gateway.hset(secret, "scopes", "entities:admin"))
+    await _refused(gateway.expire(secret, 1))
+    await _refused(gateway.xrange(keys.commands))
+    await _refused(gateway.xread({keys.commands: "0"}))
+    await _refused(gateway.xadd(keys.commands, {"data": "{}"}))
+    await _refused(gateway.xadd(keys.events, {"data": "{}"}))
+    await _refused(gateway.hgetall(keys.token("01TOKEN")))
+    await _refused(gateway.xrange(keys.usage))  # it writes usage, it does not read it
+    # Scripts: only read-only ones, which may only read what the gateway may read.
+    await _refused(gateway.eval("return 1", 0))
+    await _refused(gateway.evalsha("0" * 40, 0))
+    sha = await gateway.script_load("return redis.call('DEL', KEYS[1])")
+    with pytest.raises(ResponseError):  # a write from a read-only script
+        await gateway.evalsha_ro(sha, 1, secret)
+    sneaky = await gateway.script_load("return redis.call('XRANGE', KEYS[1], '-', '+')")
+    await _refused(gateway.evalsha_ro(sneaky, 1, keys.commands))
+    assert await service.exists(secret)
+
+
+async def test_publisher_sends_commands_and_hears_its_replies_only(
+    acl_server: AclServer, connect: Any
+) -> None:
+    keys = acl_server.keys
+    service, publisher = await connect("token-service"), await connect("publisher")
+    await service.hset(keys.secret("cd" * 32), "token_id", "01TOKEN")
+
+    assert await publisher.xadd(keys.commands, {"data": "{}"})
+    await _refused(publisher.hgetall(keys.secret("cd" * 32)))
+    await _refused(publisher.xadd(keys.events, {"data": "{}"}))
+    await _refused(publisher.xadd(keys.usage, {"data": "{}"}))
+    await _refused(publisher.xadd(keys.dead_letter, {"data": "{}"}))
+    await _refused(publisher.xrange(keys.commands))  # other publishers' commands
+    await _refused(publisher.sadd(keys.admins, "mallory"))
+    await _refused(publisher.publish(f"{keys.prefix}:replies:x", "forged"))
+    # Replies carry new secrets: a pattern would hear everyone's, and other channels are
+    # not its business.
+    await _refused(publisher.execute_command("PSUBSCRIBE", f"{keys.prefix}:replies:*"))
+    await _refused(publisher.execute_command("SUBSCRIBE", "somebody-elses-channel"))
+
+    channel = f"{keys.prefix}:replies:{uuid.uuid4().hex}"
+    pubsub = publisher.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(channel)
+    try:
+        assert await service.publish(channel, "hello") == 1
+        message = None
+        for _ in range(50):
+            message = await pubsub.get_message(timeout=0.1)
+            if message is not None:
+                break
+        assert message is not None
+        assert message["data"] == "hello"
+    finally:
+        await pubsub.aclose()
+
+
+async def test_audit_worker_never_touches_secrets_or_writes_events(
+    acl_server: AclServer, connect: Any
+) -> None:
+    keys = acl_server.keys
+    service, worker = await connect("token-service"), await connect("audit-worker")
+    secret = keys.secret("ef" * 32)
+    await service.hset(secret, "token_id", "01TOKEN")
+
+    await _refused(worker.hgetall(secret))
+    await _refused(worker.delete(secret))
+    await _refused(worker.xadd(keys.events, {"data": "{}"}))  # events are the service's
+    await _refused(worker.xadd(keys.commands, {"data": "{}"}))
+    await _refused(worker.publish("anything", "x"))
+    await _refused(worker.sadd(keys.admins, "mallory"))
+    assert await worker.xadd(keys.dead_letter, {"data": "{}"})
+    assert await worker.xgroup_create(keys.usage, "audit-usage", id="0", mkstream=True)
+
+
+async def test_token_service_reads_admins_but_cannot_change_them_or_usage(
+    acl_server: AclServer, connect: Any
+) -> None:
+    keys = acl_server.keys
+    service, operator = await connect("token-service"), await connect("operator")
+    assert await operator.sadd(keys.admins, "bob") == 1
+    assert await service.sismember(keys.admins, "bob")
+    await _refused(service.sadd(keys.admins, "mallory"))
+    await _refused(service.srem(keys.admins, "bob"))
+    await _refused(service.xadd(keys.usage, {"data": "{}"}))
+    await _refused(service.hgetall(f"{keys.prefix}:seen:1"))
+
+
+async def test_operator_reads_and_manages_admins_but_changes_no_token(
+    acl_server: AclServer, connect: Any
+) -> None:
+    keys = acl_server.keys
+    service, operator = await connect("token-service"), await connect("operator")
+    await service.hset(keys.token("01TOKEN"), "name", "first")
+    await service.hset(keys.secret("12" * 32), "token_id", "01TOKEN")
+
+    assert (await operator.hgetall(keys.token("01TOKEN")))["name"] == "first"
+    assert await operator.hgetall(keys.secret("12" * 32))
+    assert await operator.xadd(keys.commands, {"data": "{}"})
+    assert await operator.sadd(keys.admins, "carol") == 1
+    assert await operator.srem(keys.admins, "carol") == 1
+    await _refused(operator.hset(keys.token("01TOKEN"), "status", "active"))
+    await _refused(operator.delete(keys.secret("12" * 32)))
+    await _refused(operator.xadd(keys.events, {"data": "{}"}))
+    await _refused(operator.xrange(keys.commands))
+    await _refused(operator.sadd(keys.commands, "x"))  # selectors do not mix keys
+
+
+async def test_healthcheck_may_only_ping(acl_server: AclServer, connect: Any) -> None:
+    health = await connect("healthcheck")
+    assert await health.ping()
+    await _refused(health.get(acl_server.keys.admins))
+    await _refused(health.info())
+
+
+async def _until(predicate: Any, limit_s: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def test_every_component_does_its_work_as_its_own_user(
+    acl_server: AclServer, connect: Any, tmp_path: Path
+) -> None:
+    keys = acl_server.keys
+    settings = ServiceSettings(
+        redis_url=acl_server.server.url,
+        key_prefix=keys.prefix,
+        resources=["entities", "reports"],
+    )
+    publisher, gateway = await connect("publisher"), await connect("gateway")
+    operator, inspector = await connect("operator"), await connect(INSPECTOR)
+    reporter = UsageReporter(gateway, gateway="gw-acl", key_prefix=keys.prefix, interval_s=0.05)
+    verifier = Verifier(gateway, key_prefix=keys.prefix, reporter=reporter)
+    log = tmp_path / "processes.log"
+    try:
+        with (
+            service_process(settings, log, env=acl_server.env("token-service")),
+            audit_worker_process(settings, log, env=acl_server.env("audit-worker")),
+        ):
+            async with TokenClient(
+                publisher, actor=ADMIN, key_prefix=keys.prefix, timeout=30
+            ) as client:
+                created = await client.generate("acl-e2e", ["entities:write"])
+                assert created.token is not None
+                assert created.secret
+                token_id = created.token.id
+                await reporter.start()
+                first = await verifier.verify(created.secret, "entities:read")
+                assert isinstance(first, Accepted)
+                assert first.token_id == token_id
+
+                rotated = await client.rotate(token_id)
+                assert rotated.secret
+                old = await verifier.verify(created.secret, "entities:read")
+                assert isinstance(old, Rejected)
+                assert old.reason is RejectReason.UNKNOWN
+                assert isinstance(await verifier.verify(rotated.secret, "entities:write"), Accepted)
+
+                revoked = await client.revoke(token_id, reason="done")
+                assert revoked.ok
+                gone = await verifier.verify(rotated.secret, "entities:read")
+                assert isinstance(gone, Rejected)
+                assert gone.reason is RejectReason.UNKNOWN
+                await reporter.close()
+
+            store = TokenStore(operator, keys, 1000)
+
+            async def folded() -> bool:
+                view = await store.get(token_id)
+                trail = await inspector.lrange(keys.token_audit(token_id), 0, -1)
+                return view is not None and view.last_used_at is not None and len(trail) == 3
+
+            await _until(folded)
+            view = await store.get(token_id)
+            assert view is not None
+            assert view.status.value == "revoked"
+    except BaseException:
+        print(log.read_text(errors="replace"))
+        raise
+    # Nothing any component did was refused, even where the code would have coped.
+    assert await inspector.execute_command("ACL", "LOG") == []

@@ -1,0 +1,236 @@
+"""Redis users for least privilege: each component may run only the commands it sends,
+on only the keys and channels it uses.
+
+``python -m token_service.acl [--prefix tokens]`` prints a Redis ACL file;
+``deploy/redis/users.acl`` is its output for the default prefix (a test keeps them
+equal). Redis ACL files take no comments, so the reasons live here:
+
+- Every user starts from ``resetkeys resetchannels -@all`` and gains explicit commands:
+  none may run FLUSHALL, FLUSHDB, CONFIG, KEYS, DEBUG, SHUTDOWN or ACL. The ``default``
+  user is off, so a client that does not log in can do nothing.
+- A user is a list of :class:`Grant`: the first is its root permissions, each further
+  one a Redis selector (``(...)``), so that, for example, the gateway may XADD to
+  ``tokens:usage`` but only read ``tokens:secret:*``.
+- Commands a Lua script sends are checked against the caller's permissions too, so the
+  command lists include what the scripts in ``lua/`` call.
+- ``token-service`` may PUBLISH on any channel: a command's ``reply_to`` is any channel
+  its publisher picked (FastStream's request/reply picks a random one).
+- ``publisher`` may SUBSCRIBE only to ``tokens:replies:*`` and not PSUBSCRIBE: a reply
+  carries a new secret, and a pattern subscription would hear every publisher's.
+- Passwords here are the development ones, ``dev-<user>``, stored as SHA-256 hashes.
+  Replace them in production (see the README, "Least privilege").
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from token_service.keys import Keys
+
+__all__ = [
+    "FORBIDDEN",
+    "Grant",
+    "RedisUser",
+    "dev_password",
+    "password_hash",
+    "render",
+    "users",
+]
+
+FORBIDDEN = ("flushall", "flushdb", "config", "keys", "debug", "shutdown", "acl")
+"""Commands no user of ours is given, in any form."""
+
+_SAFE_PREFIX = re.compile(r"[A-Za-z0-9_.:-]+")
+_GROUP_READER = (
+    "xreadgroup",
+    "xack",
+    "xautoclaim",
+    "xpending",
+    "xgroup|create",
+    "xinfo|groups",
+)
+"""What a batch consumer with a claimer, a readiness probe and group metrics sends."""
+_SCRIPTS = ("evalsha", "script|load")
+_TRANSACTIONS = ("multi", "exec", "discard")
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Commands a user may run on some keys and channels."""
+
+    commands: tuple[str, ...]
+    keys: tuple[str, ...] = ()
+    """Key patterns: ``~`` read and write, ``%R~`` read only, ``%W~`` write only."""
+    channels: tuple[str, ...] = ()
+
+    def rule(self) -> str:
+        """The grant in ACL syntax, without the selector's parentheses."""
+        return " ".join([*(f"+{command}" for command in self.commands), *self.keys, *self.channels])
+
+
+@dataclass(frozen=True, slots=True)
+class RedisUser:
+    """One Redis user: who uses it, and what it may do."""
+
+    name: str
+    used_by: str
+    grants: tuple[Grant, ...]
+    """The root permissions first; each further grant is a selector."""
+
+    def line(self, password_sha256: str) -> str:
+        """The user's line in an ACL file."""
+        root, *selectors = self.grants
+        parts = [f"user {self.name} on #{password_sha256} resetkeys resetchannels -@all"]
+        parts.append(root.rule())
+        parts += [f"({selector.rule()})" for selector in selectors]
+        return " ".join(parts)
+
+
+def users(prefix: str = "tokens") -> list[RedisUser]:
+    """Every user of the system, for keys under ``prefix``."""
+    if not _SAFE_PREFIX.fullmatch(prefix):
+        raise ValueError(f"key prefix {prefix!r} would need escaping in an ACL key pattern")
+    keys = Keys(prefix)
+    p = prefix
+    return [
+        RedisUser(
+            "token-service",
+            "the command handler (`python -m token_service`)",
+            (
+                Grant(
+                    (
+                        "ping",
+                        *_GROUP_READER,
+                        "xadd",
+                        "xdel",
+                        *_SCRIPTS,
+                        *_TRANSACTIONS,
+                        "publish",
+                        # what its scripts and reads call
+                        *("get", "set", "del", "exists", "sismember"),
+                        *("hget", "hmget", "hgetall", "hset", "pexpireat"),
+                        *("zadd", "zrange", "zrangebyscore", "zrem", "zremrangebyscore"),
+                    ),
+                    (
+                        f"~{keys.commands}",
+                        f"~{keys.events}",
+                        f"~{keys.dead_letter}",
+                        f"~{keys.secret_prefix}*",
+                        f"~{p}:token:*",
+                        f"~{keys.name_prefix}*",
+                        f"~{p}:digest:*",
+                        f"~{keys.index}",
+                        f"~{keys.expiries}",
+                        f"~{p}:command:*",
+                        # Only read (SISMEMBER), but a script names it in KEYS, and
+                        # Redis checks a script's declared keys for read and write.
+                        f"~{keys.admins}",
+                    ),
+                    ("&*",),
+                ),
+            ),
+        ),
+        RedisUser(
+            "audit-worker",
+            "the audit worker (`python -m workers.audit`)",
+            (
+                Grant(
+                    (
+                        "ping",
+                        *_GROUP_READER,
+                        *_SCRIPTS,
+                        *_TRANSACTIONS,
+                        # what its scripts call
+                        *("exists", "hget", "hset", "hincrby", "rpush", "pexpire"),
+                        *("sadd", "sismember"),
+                    ),
+                    (f"~{keys.usage}", f"~{keys.events}", f"~{p}:token:*", f"~{p}:seen:*"),
+                ),
+                Grant(("xadd",), (f"~{keys.dead_letter}",)),
+            ),
+        ),
+        RedisUser(
+            "gateway",
+            "gateways: `Verifier` and `UsageReporter`",
+            (
+                Grant(
+                    # EVALSHA_RO runs the lookup script: a script of any origin may only
+                    # read, and only the keys this user may read.
+                    ("ping", "hgetall", "hmget", "evalsha_ro", "script|load", *_TRANSACTIONS),
+                    (f"%R~{keys.secret_prefix}*",),
+                ),
+                Grant(("xadd",), (f"~{keys.usage}",)),
+            ),
+        ),
+        RedisUser(
+            "publisher",
+            "admin-side services sending commands with `TokenClient`",
+            (
+                Grant(("ping", "subscribe", "unsubscribe"), (), (f"&{p}:replies:*",)),
+                Grant(("xadd",), (f"~{keys.commands}",)),
+            ),
+        ),
+        RedisUser(
+            "operator",
+            "people, through `tokenctl`: list, show, audit, send commands, manage admins",
+            (
+                Grant(
+                    (
+                        "ping",
+                        "subscribe",
+                        "unsubscribe",
+                        *("get", "hgetall", "hmget", "zrange", "xrevrange"),
+                    ),
+                    (
+                        f"%R~{p}:token:*",
+                        f"%R~{keys.index}",
+                        f"%R~{keys.events}",
+                        f"%R~{p}:digest:*",
+                        f"%R~{keys.secret_prefix}*",
+                    ),
+                    (f"&{p}:replies:*",),
+                ),
+                Grant(("xadd",), (f"~{keys.commands}",)),
+                Grant(("smembers", "sismember", "sadd", "srem"), (f"~{keys.admins}",)),
+            ),
+        ),
+        RedisUser("healthcheck", "container health checks (`redis-cli ping`)", (Grant(("ping",)),)),
+    ]
+
+
+def dev_password(user: str) -> str:
+    """The development password of ``user``; never use it in production."""
+    return f"dev-{user}"
+
+
+def password_hash(password: str) -> str:
+    """How an ACL file stores a password: lowercase hex SHA-256."""
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def render(prefix: str = "tokens", passwords: Mapping[str, str] | None = None) -> str:
+    """The ACL file; ``passwords`` maps user names to passwords (default: the dev ones)."""
+    passwords = passwords or {}
+    lines = ["user default off resetkeys resetchannels -@all"]
+    for user in users(prefix):
+        password = passwords.get(user.name, dev_password(user.name))
+        lines.append(user.line(password_hash(password)))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the ACL file for a key prefix."""
+    parser = argparse.ArgumentParser(prog="python -m token_service.acl", description=__doc__)
+    parser.add_argument("--prefix", default="tokens", help="the key prefix (TOKENS_KEY_PREFIX)")
+    options = parser.parse_args(argv)
+    sys.stdout.write(render(options.prefix))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
