@@ -7,20 +7,24 @@ logs in as one user at a time. Refusals must come from Redis itself (NOPERM).
 from __future__ import annotations
 
 import asyncio
+import io
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
+from typer.testing import CliRunner
 
 from tests.conftest import ADMIN
 from tests.processes import audit_worker_process, service_process
 from token_service.acl import FORBIDDEN, dev_password, password_hash, render, users
+from token_service.app import build_service
 from token_service.client import TokenClient
 from token_service.connection import RedisAccess, redis_client
 from token_service.embedded import EmbeddedRedis
@@ -29,6 +33,7 @@ from token_service.keys import Keys
 from token_service.settings import ServiceSettings
 from token_service.store import TokenStore
 from token_service.usage import UsageReporter
+from tokenctl.cli import app as tokenctl_app
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS = [user.name for user in users()]
@@ -356,4 +361,55 @@ async def test_every_component_does_its_work_as_its_own_user(
         print(log.read_text(errors="replace"))
         raise
     # Nothing any component did was refused, even where the code would have coped.
+    assert await inspector.execute_command("ACL", "LOG") == []
+
+
+async def test_tokenctl_does_its_work_as_operator(
+    acl_server: AclServer, connect: Any, captured_logs: io.StringIO
+) -> None:
+    """The service runs in this process, logging to ``captured_logs``, not tokenctl's stdout."""
+    keys = acl_server.keys
+    settings = ServiceSettings(
+        **acl_server.access("token-service").access_fields(),
+        key_prefix=keys.prefix,
+        admins=[ADMIN],
+        resources=["entities", "reports"],
+        http_port=None,
+        poll_ms=20,
+    )
+    env = {
+        "REDIS_URL": acl_server.server.url,
+        **acl_server.env("operator"),
+        "TOKENS_KEY_PREFIX": keys.prefix,
+        "TOKENS_RESOURCES": "entities,reports",
+        "TOKENS_ACTOR": ADMIN,
+        "TOKENS_TIMEOUT": "10",
+    }
+
+    async def tokenctl(*args: str) -> Any:
+        # typer's runner blocks, and tokenctl runs its own event loop: off this one.
+        result = await asyncio.to_thread(
+            CliRunner().invoke, tokenctl_app, [*args, "--json"], env=env
+        )
+        assert result.exit_code == 0, result.output
+        return orjson.loads(result.output)
+
+    service = build_service(settings)
+    await service.app.start()
+    try:
+        created = await tokenctl("generate", "--name", "ops", "--scope", "entities:read")
+        token_id = created["token"]["id"]
+        assert [t["id"] for t in await tokenctl("list")] == [token_id]
+        assert (await tokenctl("show", token_id))["name"] == "ops"
+        assert (await tokenctl("verify", created["secret"], "--scope", "entities:read"))["ok"]
+        await tokenctl("admins", "add", "bob")
+        assert "bob" in await tokenctl("admins", "list")
+        await tokenctl("admins", "remove", "bob")
+        await tokenctl("rotate", token_id)
+        assert await tokenctl("audit")
+        await tokenctl("revoke", token_id, "--yes")
+    finally:
+        await service.app.stop()
+        await service.store.redis.aclose()
+    inspector = await connect(INSPECTOR)
     assert await inspector.execute_command("ACL", "LOG") == []

@@ -185,6 +185,8 @@ def users(prefix: str = "tokens") -> list[RedisUser]:
                         "subscribe",
                         "unsubscribe",
                         *("get", "hgetall", "hmget", "zrange", "xrevrange"),
+                        # `tokenctl verify` checks a token the way a gateway does
+                        *("evalsha_ro", "script|load"),
                     ),
                     (
                         f"%R~{p}:token:*",
