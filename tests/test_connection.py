@@ -33,6 +33,7 @@ from token_service.settings import ServiceSettings
 from tokenctl.settings import CliSettings
 from workers.settings import AuditSettings
 
+
 def test_user_and_password_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://redis.internal:6379/0")
     monkeypatch.setenv("REDIS_USERNAME", "audit-worker")
