@@ -1,0 +1,204 @@
+"""compose.yaml: valid for Compose, and wired the way the README says.
+
+Docker itself is not needed: the file is checked by ``docker compose config`` (or the
+older ``docker-compose``) when either is installed, always by reading it, and its health
+checks are run against real processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.processes import audit_worker_process, service_process
+from token_service.acl import render
+from token_service.embedded import EmbeddedRedis, free_port
+from token_service.settings import ServiceSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_SERVICES = ("token-service", "audit-worker")
+_DEFAULTED = re.compile(r"\$\{(\w+):-([^}]*)\}")
+
+
+def _compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    return loaded
+
+
+def _resolved(value: object) -> str:
+    """A value as Compose would see it with none of the variables set."""
+    return _DEFAULTED.sub(lambda match: match.group(2), str(value))
+
+
+def _environment(service: str) -> dict[str, str]:
+    raw = _compose()["services"][service].get("environment", {})
+    return {name: _resolved(value) for name, value in raw.items()}
+
+
+def _acl_line(user: str) -> str:
+    text = (ROOT / "deploy/redis/users.acl").read_text()
+    return next(line for line in text.splitlines() if line.startswith(f"user {user} "))
+
+
+def _sha256(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def _compose_command() -> list[str] | None:
+    docker = shutil.which("docker")
+    if docker is not None:
+        probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy is not None else None
+
+
+def test_compose_accepts_the_file() -> None:
+    command = _compose_command()
+    if command is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed (see .ci/run)")
+    checked = subprocess.run(
+        [*command, "-f", str(ROOT / "compose.yaml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_every_service_has_a_healthcheck_and_restarts_unless_stopped() -> None:
+    services = _compose()["services"]
+    assert set(services) == {"redis", *APP_SERVICES}
+    for name, service in services.items():
+        assert service.get("restart") == "unless-stopped", name
+        assert service.get("healthcheck", {}).get("test"), name
+
+
+def test_redis_loads_our_acl_file_read_only_and_fsyncs_every_write() -> None:
+    redis = _compose()["services"]["redis"]
+    assert redis["image"] == "redis:7"
+    command = [str(part) for part in redis["command"]]
+    assert command[0] == "redis-server"
+    options = dict(zip(command[1::2], command[2::2], strict=True))
+    assert options["--aclfile"] == "/etc/redis/users.acl"
+    assert options["--appendonly"] == "yes"
+    assert options["--appendfsync"] == "always"  # README, "Durability", says why
+    assert "./deploy/redis/users.acl:/etc/redis/users.acl:ro" in redis["volumes"]
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])
+
+
+def test_redis_healthcheck_logs_in_as_healthcheck_without_a_password_in_argv() -> None:
+    redis = _compose()["services"]["redis"]
+    test = redis["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL"
+    assert "--user healthcheck" in test[1]
+    assert "ping" in test[1]
+    assert "--pass" not in test[1]
+    assert "-a " not in test[1]
+    password = _environment("redis")["REDISCLI_AUTH"]
+    assert f"#{_sha256(password)}" in _acl_line("healthcheck")
+
+
+def test_each_app_service_logs_in_as_its_own_user_with_a_password_the_acl_knows() -> None:
+    usernames = set()
+    for service in APP_SERVICES:
+        environment = _environment(service)
+        user = environment["REDIS_USERNAME"]
+        assert user == service
+        usernames.add(user)
+        assert f"#{_sha256(environment['REDIS_PASSWORD'])}" in _acl_line(user)
+        assert environment["REDIS_URL"].startswith("redis://redis:")
+    assert len(usernames) == len(APP_SERVICES)
+
+
+def test_app_services_wait_for_a_healthy_redis_and_listen_beyond_loopback() -> None:
+    services = _compose()["services"]
+    for service, http in zip(APP_SERVICES, ("TOKENS_HTTP", "AUDIT_HTTP"), strict=True):
+        assert services[service]["depends_on"]["redis"]["condition"] == "service_healthy"
+        environment = _environment(service)
+        assert environment[f"{http}_HOST"] == "0.0.0.0"  # noqa: S104 (containers are reached from outside)
+        probe = " ".join(services[service]["healthcheck"]["test"])
+        assert f"127.0.0.1:{environment[f'{http}_PORT']}/readyz" in probe
+
+
+def test_the_compose_file_uses_the_dockerfile_that_ships_python() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "FROM python:" in dockerfile
+    for service in APP_SERVICES:
+        assert _compose()["services"][service]["build"] == "."
+
+
+def _healthy(command: list[str], limit_s: float = 30.0) -> None:
+    """Run a health check until it passes, as Compose would; fail the test if it never does."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"health check never passed: {command}: {result.stdout}{result.stderr}")
+        time.sleep(0.2)
+
+
+def test_the_health_checks_pass_against_real_processes_with_the_compose_settings(
+    tmp_path: Path,
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    acl = tmp_path / "users.acl"
+    acl.write_text(render(prefix))
+    server = EmbeddedRedis.start(extra_args=("--aclfile", str(acl)))
+    services = _compose()["services"]
+    try:
+        redis_check = services["redis"]["healthcheck"]["test"][1]
+        # Never the machine's own Redis on 6379: the check is pointed at ours.
+        redis_check = redis_check.replace("redis-cli", f"redis-cli -p {server.port}", 1)
+        _healthy_shell(redis_check, {"REDISCLI_AUTH": _environment("redis")["REDISCLI_AUTH"]})
+        settings = ServiceSettings(redis_url=server.url, key_prefix=prefix)
+        log = tmp_path / "processes.log"
+        ports = {service: free_port() for service in APP_SERVICES}
+        envs = {
+            service: {
+                **_environment(service),
+                "REDIS_URL": server.url,
+                "TOKENS_HTTP_PORT": str(ports[service]),
+                "AUDIT_HTTP_PORT": str(ports[service]),
+            }
+            for service in APP_SERVICES
+        }
+        with (
+            service_process(settings, log, env=envs["token-service"]),
+            audit_worker_process(settings, log, env=envs["audit-worker"]),
+        ):
+            for service in APP_SERVICES:
+                compose_port = _environment(service)[
+                    "TOKENS_HTTP_PORT" if service == "token-service" else "AUDIT_HTTP_PORT"
+                ]
+                program, *args = services[service]["healthcheck"]["test"][1:]
+                assert program == "python"
+                check = [
+                    sys.executable,
+                    *(arg.replace(f":{compose_port}/", f":{ports[service]}/") for arg in args),
+                ]
+                _healthy(check)
+    finally:
+        server.stop()
+
+
+def _healthy_shell(command: str, env: dict[str, str]) -> None:
+    result = subprocess.run(
+        ["sh", "-c", command], env={"PATH": os.environ.get("PATH", ""), **env}, check=False
+    )
+    assert result.returncode == 0, command
