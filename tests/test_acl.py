@@ -362,6 +362,9 @@ async def test_every_component_does_its_work_as_its_own_user(
         raise
     # Nothing any component did was refused, even where the code would have coped.
     assert await inspector.execute_command("ACL", "LOG") == []
+    written = log.read_text(errors="replace")
+    for user in ("token-service", "audit-worker"):
+        assert dev_password(user) not in written
 
 
 async def test_tokenctl_does_its_work_as_operator(
