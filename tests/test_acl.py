@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from tests.conftest import ADMIN
 from tests.processes import audit_worker_process, service_process
 from token_service.acl import FORBIDDEN, dev_password, password_hash, render, users
+from token_service.acl import main as acl_main
 from token_service.app import build_service
 from token_service.client import TokenClient
 from token_service.connection import RedisAccess, redis_client
@@ -105,6 +106,14 @@ def test_committed_acl_file_is_the_rendering_for_the_default_prefix() -> None:
     assert (ROOT / "deploy/redis/users.acl").read_text() == render("tokens"), (
         "regenerate it: python -m token_service.acl > deploy/redis/users.acl"
     )
+
+
+def test_the_command_line_renders_for_any_prefix(capsys: pytest.CaptureFixture[str]) -> None:
+    assert acl_main(["--prefix", "billing"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == render("billing")
+    assert "~billing:secret:*" in printed
+    assert "tokens:" not in printed
 
 
 def test_acl_passwords_are_stored_hashed_never_in_plain_text() -> None:

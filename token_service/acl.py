@@ -227,7 +227,11 @@ def render(prefix: str = "tokens", passwords: Mapping[str, str] | None = None) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the ACL file for a key prefix."""
-    parser = argparse.ArgumentParser(prog="python -m token_service.acl", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m token_service.acl",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--prefix", default="tokens", help="the key prefix (TOKENS_KEY_PREFIX)")
     options = parser.parse_args(argv)
     sys.stdout.write(render(options.prefix))
