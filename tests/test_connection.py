@@ -78,7 +78,8 @@ def test_a_client_certificate_needs_its_key() -> None:
         RedisAccess(redis_url="rediss://h:1/0", redis_tls_cert_file=Path("client.crt"))
 
 
-def test_a_process_without_a_url_says_so() -> None:
+def test_a_process_without_a_url_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
     with pytest.raises(ValueError, match="REDIS_URL"):
         redis_client(RedisAccess())
 
