@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from token_service.acl import main as acl_main
 from token_service.app import build_service
 from token_service.client import TokenClient
 from token_service.connection import RedisAccess, redis_client
-from token_service.embedded import EmbeddedRedis
+from token_service.embedded import EmbeddedRedis, free_port
 from token_service.gateway import Accepted, Rejected, RejectReason, Verifier
 from token_service.keys import Keys
 from token_service.settings import ServiceSettings
@@ -310,6 +311,12 @@ async def _until(predicate: Any, limit_s: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
+def _http_status(port: int, path: str) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        status: int = response.status
+        return status
+
+
 async def test_every_component_does_its_work_as_its_own_user(
     acl_server: AclServer, connect: Any, tmp_path: Path
 ) -> None:
@@ -324,10 +331,19 @@ async def test_every_component_does_its_work_as_its_own_user(
     reporter = UsageReporter(gateway, gateway="gw-acl", key_prefix=keys.prefix, interval_s=0.05)
     verifier = Verifier(gateway, key_prefix=keys.prefix, reporter=reporter)
     log = tmp_path / "processes.log"
+    ports = (free_port(), free_port())
     try:
         with (
-            service_process(settings, log, env=acl_server.env("token-service")),
-            audit_worker_process(settings, log, env=acl_server.env("audit-worker")),
+            service_process(
+                settings,
+                log,
+                env={**acl_server.env("token-service"), "TOKENS_HTTP_PORT": str(ports[0])},
+            ),
+            audit_worker_process(
+                settings,
+                log,
+                env={**acl_server.env("audit-worker"), "AUDIT_HTTP_PORT": str(ports[1])},
+            ),
         ):
             async with TokenClient(
                 publisher, actor=ADMIN, key_prefix=keys.prefix, timeout=30
@@ -366,6 +382,9 @@ async def test_every_component_does_its_work_as_its_own_user(
             view = await store.get(token_id)
             assert view is not None
             assert view.status.value == "revoked"
+            for port in ports:  # readiness and group metrics ask Redis as each user
+                for path in ("/readyz", "/metrics"):
+                    assert await asyncio.to_thread(_http_status, port, path) == 200
     except BaseException:
         print(log.read_text(errors="replace"))
         raise
