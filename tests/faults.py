@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -28,15 +28,27 @@ from redis.exceptions import RedisError
 from contracts import CommandReply, TokenUsed, from_millis
 from tests.conftest import ADMIN
 from tests.streams import stream_data
+from token_service.embedded import EmbeddedRedis
 from token_service.keys import Keys
 
 __all__ = [
     "Publisher",
     "applied_per_command",
+    "durable_server",
     "generate",
     "until",
     "usage_entry",
 ]
+
+
+def durable_server() -> Iterator[EmbeddedRedis]:
+    """A redis-server of the test's own that fsyncs every write to its append-only file."""
+    server = EmbeddedRedis.start(appendonly=True, appendfsync="always")
+    assert server.kind == "redis-server", "fault tests need a real redis-server"
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 async def until(condition: Callable[[], Awaitable[bool]], limit_s: float, what: str) -> float:

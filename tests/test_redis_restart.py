@@ -14,7 +14,14 @@ from redis.asyncio import Redis
 
 from contracts import CommandReply
 from tests.conftest import ADMIN
-from tests.faults import Publisher, applied_per_command, generate, until, usage_entry
+from tests.faults import (
+    Publisher,
+    applied_per_command,
+    durable_server,
+    generate,
+    until,
+    usage_entry,
+)
 from tests.processes import audit_worker_process, service_process
 from tests.streams import stream_data
 from token_service.embedded import EmbeddedRedis
@@ -33,10 +40,7 @@ DOWN_S = 1.0
 @pytest.fixture
 def durable_redis() -> Iterator[EmbeddedRedis]:
     """A redis-server of this test's own that fsyncs every write to its append-only file."""
-    server = EmbeddedRedis.start(appendonly=True, appendfsync="always")
-    assert server.kind == "redis-server"
-    yield server
-    server.stop()
+    yield from durable_server()
 
 
 @pytest.fixture
