@@ -20,6 +20,7 @@ __all__ = [
     "find_tokens",
     "hint",
     "is_well_formed",
+    "mask_tokens_in",
     "mint",
     "secret_digest",
 ]
@@ -34,6 +35,10 @@ _BODY = re.compile(r"[0-9A-Za-z]{38}")
 
 TOKEN_SHAPE = re.compile(r"(?<![0-9A-Za-z])([0-9A-Za-z]+)_([0-9A-Za-z]{38})(?![0-9A-Za-z])")
 """Anything shaped like a token, whatever its prefix; used to find and mask them."""
+
+# A token's body right after an underscore, whatever is glued on either side. No leading
+# character class: ``[0-9A-Za-z]*_`` would rescan long runs of letters quadratically.
+_GLUED_BODY = re.compile(r"_([0-9A-Za-z]{38})")
 
 
 def checksum(random_part: str) -> str:
@@ -88,20 +93,65 @@ def hint(token: str) -> str:
     return f"{head}_{body[:_HINT_LENGTH]}"
 
 
-def find_tokens(text: str, prefix: str | None = None) -> list[str]:
+def _valid_body(body: str) -> bool:
+    return checksum(body[:RANDOM_LENGTH]) == body[RANDOM_LENGTH:]
+
+
+def _head_before(text: str, underscore: int) -> str:
+    start = underscore
+    while start > 0 and text[start - 1] in _DIGIT:
+        start -= 1
+    return text[start:underscore]
+
+
+def _find_glued(text: str, prefix: str | None) -> list[str]:
+    found = []
+    for match in _GLUED_BODY.finditer(text):
+        body = match.group(1)
+        if not _valid_body(body):
+            continue
+        head = _head_before(text, match.start())
+        if prefix is None:
+            found.append(f"{head}_{body}")
+        elif head.endswith(prefix):
+            found.append(f"{prefix}_{body}")
+    return found
+
+
+def find_tokens(text: str, prefix: str | None = None, *, glued: bool = False) -> list[str]:
     """Every well-formed token in ``text``; lookalikes are skipped.
 
     Without ``prefix``, any prefix counts (to mask or refuse whatever looks like a token).
     With it, only tokens of that prefix are returned, cut free of what is glued before
     them (``key%3Dtok_…`` yields ``tok_…``), so that their hash is the stored one.
+
+    With ``glued``, a token is found even with letters or digits glued after it
+    (``tok_…X``): a valid checksum right after an underscore is enough. That is what
+    anything guarding against leaks should use; without it such text is a lookalike.
     """
+    if glued:
+        return _find_glued(text, prefix)
     found = []
     for match in TOKEN_SHAPE.finditer(text):
         head, body = match.groups()
-        if checksum(body[:RANDOM_LENGTH]) != body[RANDOM_LENGTH:]:
+        if not _valid_body(body):
             continue
         if prefix is None:
             found.append(match.group(0))
         elif head.endswith(prefix):
             found.append(f"{prefix}_{body}")
     return found
+
+
+def _mask_glued(match: re.Match[str]) -> str:
+    return "_***" if _valid_body(match.group(1)) else match.group(0)
+
+
+def mask_tokens_in(text: str) -> str:
+    """``text`` with every token masked as ``<prefix>_***``.
+
+    Masks anything shaped like a token (checksum or not), and also any token with text
+    glued after it (``tok_…X`` becomes ``tok_***X``), which only a valid checksum betrays.
+    """
+    masked = TOKEN_SHAPE.sub(lambda m: f"{m.group(1)}_***", text)
+    return _GLUED_BODY.sub(_mask_glued, masked)

@@ -41,8 +41,9 @@ async def tokens_in_redis(url: str, match: str = "*") -> list[tuple[str, str]]:
     redis = Redis.from_url(url)  # bytes: some entries are deliberately not UTF-8
     try:
         async for key in redis.scan_iter(match=match, count=1000):
+            name = key.decode("utf-8", "replace")
             for text in await _values(redis, key):
-                leaks.extend((key.decode("utf-8", "replace"), t) for t in find_tokens(text))
+                leaks.extend((name, t) for t in find_tokens(text, glued=True))
     finally:
         await redis.aclose()
     return leaks
@@ -50,4 +51,4 @@ async def tokens_in_redis(url: str, match: str = "*") -> list[tuple[str, str]]:
 
 def tokens_in_lines(lines: Iterable[str]) -> list[str]:
     """Every well-formed token in some lines of text (log output, say)."""
-    return [token for line in lines for token in find_tokens(line)]
+    return [token for line in lines for token in find_tokens(line, glued=True)]

@@ -41,6 +41,12 @@ def test_processor_masks_tokens_in_nested_values() -> None:
     assert event == {"event": "got tok_***", "extra": {"list": ["tok_***", "tok_***"]}}
 
 
+def test_processor_masks_tokens_glued_to_other_text() -> None:
+    token = mint()
+    event = mask_tokens(None, "info", {"event": f"pasted {token}X and x{token}"})
+    assert event == {"event": "pasted tok_***X and xtok_***"}
+
+
 def test_structlog_and_standard_logging_lines_are_masked_json() -> None:
     sink = io.StringIO()
     configure_logging("INFO", sink)

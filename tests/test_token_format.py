@@ -10,6 +10,7 @@ from contracts.token_format import (
     find_tokens,
     hint,
     is_well_formed,
+    mask_tokens_in,
     mint,
     secret_digest,
 )
@@ -77,6 +78,23 @@ def test_tokens_are_found_next_to_underscores_and_words() -> None:
     for text in (f"x_{token}", f"{token}_old", f"TOKEN_{token}", f"key={token};", token):
         assert find_tokens(text) == [token]
     assert find_tokens(token + "X") == []
+
+
+def test_glued_mode_finds_tokens_with_text_glued_on_either_side() -> None:
+    token = mint()
+    body = token.partition("_")[2]
+    assert find_tokens(f"{token}X", glued=True) == [token]
+    assert find_tokens(f"x{token}abc", glued=True) == [f"x{token}"]
+    assert find_tokens(f"x{token}abc", "tok", glued=True) == [token]
+    assert find_tokens(f"tok_{body[:-1]}Z", glued=True) == []  # a wrong checksum
+    assert find_tokens("a" * 200_000 + "_" + "b" * 200_000, glued=True) == []  # and fast
+
+
+def test_masking_catches_glued_tokens_and_keeps_lookalikes_masked() -> None:
+    token = mint()
+    lookalike = "tok_" + "A" * 38
+    masked = mask_tokens_in(f"a {token}X b {lookalike} c x{token}")
+    assert masked == "a tok_***X b tok_*** c xtok_***"
 
 
 def test_milliseconds_round_trip_exactly() -> None:

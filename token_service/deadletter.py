@@ -8,7 +8,7 @@ escaped, and anything shaped like a token is masked.
 from __future__ import annotations
 
 from contracts import DeadLetter
-from contracts.token_format import TOKEN_SHAPE
+from contracts.token_format import mask_tokens_in
 
 __all__ = ["MAX_COPY_BYTES", "dead_letter"]
 
@@ -16,8 +16,9 @@ MAX_COPY_BYTES = 64 * 1024
 
 
 def _copy(value: bytes) -> str:
-    text = value[:MAX_COPY_BYTES].decode("utf-8", "backslashreplace")
-    return TOKEN_SHAPE.sub(lambda m: f"{m.group(1)}_***", text)
+    # Masked before it is cut: a cut through a token would leave its random part unmasked,
+    # and the checksum can be computed from that.
+    return mask_tokens_in(value.decode("utf-8", "backslashreplace"))[:MAX_COPY_BYTES]
 
 
 def dead_letter(

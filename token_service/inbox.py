@@ -17,9 +17,9 @@ from faststream.redis.parser import BinaryMessageFormatV1
 from pydantic import ValidationError
 
 from contracts import COMMAND_TYPES, CommandBase
-from contracts.token_format import TOKEN_SHAPE, find_tokens
+from contracts.token_format import find_tokens, mask_tokens_in
 
-__all__ = ["MAX_PAYLOAD_BYTES", "DeadLetter", "Invalid", "Parsed", "open_entry"]
+__all__ = ["MAX_PAYLOAD_BYTES", "DeadLetter", "Invalid", "Parsed", "holds_token", "open_entry"]
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 _CHANNEL = re.compile(r"[\x21-\x7e]{1,256}")
@@ -28,7 +28,7 @@ _COMMAND_ID = re.compile(r"[\x20-\x7e]{1,128}")
 
 def _printable(value: object, limit: int = 200) -> str:
     text = value if isinstance(value, str) else repr(value)
-    return TOKEN_SHAPE.sub(lambda m: f"{m.group(1)}_***", text[:limit])
+    return mask_tokens_in(text)[:limit]  # masked before the cut, which could halve a token
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ class Parsed:
 
 def _valid(pattern: re.Pattern[str], value: Any) -> str | None:
     # Only a well-shaped value that holds no token may become a key, an event or a channel.
-    if isinstance(value, str) and pattern.fullmatch(value) and not find_tokens(value):
+    if isinstance(value, str) and pattern.fullmatch(value) and not find_tokens(value, glued=True):
         return value
     return None
 
@@ -75,6 +75,25 @@ def _field_errors(error: ValidationError) -> dict[str, str]:
 
 def _channels(*candidates: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c for c in candidates if c))
+
+
+def _holds_token(raw: bytes) -> bool:
+    if find_tokens(raw.decode("utf-8", "replace"), glued=True):
+        return True
+    if b"\\u" not in raw:
+        return False
+    # JSON escapes (``tok_\\u0041…``) hide a token from a scan of the raw text, not from
+    # whoever reads the entry: look again at the JSON written without them.
+    try:
+        plain = orjson.dumps(orjson.loads(raw))
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return False
+    return bool(find_tokens(plain.decode(), glued=True))
+
+
+def holds_token(fields: dict[bytes, bytes]) -> bool:
+    """True when any field name or value of an entry holds a well-formed token."""
+    return any(_holds_token(raw) for pair in fields.items() for raw in pair)
 
 
 def open_entry(fields: dict[bytes, bytes]) -> Parsed | Invalid | DeadLetter:

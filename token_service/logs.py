@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import structlog
 
-from contracts.token_format import TOKEN_SHAPE
+from contracts.token_format import mask_tokens_in
 from token_service.tracing import add_trace_ids
 
 __all__ = ["configure_logging", "mask_tokens"]
@@ -18,7 +18,7 @@ __all__ = ["configure_logging", "mask_tokens"]
 
 def _mask(value: Any) -> Any:
     if isinstance(value, str):
-        return TOKEN_SHAPE.sub(lambda m: f"{m.group(1)}_***", value)
+        return mask_tokens_in(value)
     if isinstance(value, dict):
         return {key: _mask(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -24,11 +24,10 @@ from contracts import (
     to_millis,
     utc_now,
 )
-from contracts.token_format import find_tokens
 from token_service.batching import StreamEntry, delivery_count
 from token_service.deadletter import dead_letter
 from token_service.handlers import Context, Rejection, handle
-from token_service.inbox import DeadLetter, Invalid, Parsed, open_entry
+from token_service.inbox import DeadLetter, Invalid, Parsed, holds_token, open_entry
 from token_service.metrics import CommandMetrics
 from token_service.records import view_from_record
 from token_service.settings import ServiceSettings
@@ -126,9 +125,7 @@ class CommandProcessor:
 
     def _prepare(self, work: WorkItem, context: Context) -> None:
         try:
-            work.holds_secret = any(
-                find_tokens(value.decode("utf-8", "replace")) for value in work.fields.values()
-            )
+            work.holds_secret = holds_token(work.fields)
             opened = open_entry(work.fields)
             if isinstance(opened, DeadLetter):
                 work.dead_reason, work.channels = opened.reason, opened.reply_channels

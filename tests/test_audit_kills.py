@@ -1,0 +1,249 @@
+"""The audit worker SIGKILLed again and again while usage streams in: counts come out exact.
+
+Thousands of ``TokenUsed`` entries over a few tokens and days, some of them retried
+reports (the same event id again), are written to ``tokens:usage`` in small chunks while
+the real worker process folds them. Several times the worker is killed with SIGKILL just
+after a chunk lands and a fresh process is started (it claims what the dead one left
+pending after ``AUDIT_CLAIM_IDLE_MS``). A second worker folds the same input on a key
+prefix of its own without any fault. Both must end with exactly the values computed
+here from the input: last use per token, uses per day, and the event ids marked seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+from collections import defaultdict
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import cast
+
+import pytest
+from redis.asyncio import Redis
+
+from contracts import TokenUsed, to_millis
+from tests.leaks import tokens_in_lines
+from tests.processes import audit_worker_process
+from token_service.client import TokenClient
+from token_service.keys import Keys
+from token_service.settings import ServiceSettings
+from workers.audit import USAGE_GROUP
+
+TOKENS = 4
+EVENTS = 4000
+REPEATS = 240
+CHUNK = 40
+BURST_CHUNKS = 15  # what lands at once just before a kill: many small batches to fold
+BATCH = 10  # the worker's batch size: small, so a burst takes many folds
+KILLS = 4  # at most 4: an entry then sees at most 5 deliveries, the worker's limit
+UNKNOWN_TOKEN = "01UNKNOWNTOKEN0000000000000"
+_DAY_MS = 86_400_000
+
+
+@dataclass
+class Input:
+    """The entries to write, in order, and what folding them must give."""
+
+    entries: list[bytes]
+    event_ids: set[str]
+    last_used_ms: dict[str, int] = field(default_factory=dict)
+    daily: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+
+
+def _make_input(rng: random.Random, token_ids: list[str]) -> Input:
+    base = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    base -= timedelta(days=2)
+    events: list[bytes] = []
+    expected = Input([], set())
+    for n in range(EVENTS):
+        token_id = UNKNOWN_TOKEN if n % 97 == 0 else rng.choice(token_ids)
+        used_at = base + timedelta(milliseconds=rng.randrange(3 * _DAY_MS))
+        count = rng.randint(1, 5)
+        event = TokenUsed(
+            event_id=f"use-{n:05d}",
+            token_id=token_id,
+            actor="gw",
+            used_at=used_at,
+            occurred_at=used_at,
+            count=count,
+            gateway=f"gw-{n % 3}",
+        )
+        events.append(event.to_json())
+        expected.event_ids.add(event.event_id)
+        if token_id == UNKNOWN_TOKEN:
+            continue
+        used_ms = to_millis(used_at)
+        expected.last_used_ms[token_id] = max(expected.last_used_ms.get(token_id, 0), used_ms)
+        day = used_at.strftime("%Y-%m-%d")
+        expected.daily[token_id][day] = expected.daily[token_id].get(day, 0) + count
+    # Retried reports: the same bytes again, somewhere after the first.
+    entries = list(events)
+    for original in rng.sample(range(EVENTS), REPEATS):
+        entries.insert(rng.randrange(original + 1, len(entries) + 1), events[original])
+    expected.entries = entries
+    return expected
+
+
+async def _newest_delivered(redis: Redis, keys: Keys) -> bool:
+    newest = cast(list[tuple[str, object]], await redis.xrevrange(keys.usage, count=1))
+    if not newest:
+        return False
+    groups = await redis.xinfo_groups(keys.usage)
+    delivered = [g["last-delivered-id"] for g in groups if g["name"] == USAGE_GROUP]
+    return delivered == [newest[0][0]]
+
+
+async def _pending(redis: Redis, keys: Keys) -> int:
+    return int((await redis.xpending(keys.usage, USAGE_GROUP))["pending"])
+
+
+async def _folded(redis: Redis, keys: Keys) -> bool:
+    # Delivered first, then nothing pending: a batch read in between would slip through.
+    return await _newest_delivered(redis, keys) and await _pending(redis, keys) == 0
+
+
+async def _until(condition: object, limit_s: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while not await condition():  # type: ignore[operator]
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"{what}: not in {limit_s} s")
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class Folded:
+    """Everything the worker wrote for usage under one prefix."""
+
+    last_used_ms: dict[str, int | None]
+    daily: dict[str, dict[str, int]]
+    seen: set[str]
+    unknown_keys: list[str]
+
+
+async def _read_back(redis: Redis, keys: Keys, token_ids: list[str], usage_ids: set[str]) -> Folded:
+    last: dict[str, int | None] = {}
+    daily: dict[str, dict[str, int]] = {}
+    for token_id in token_ids:
+        value = await redis.hget(keys.token(token_id), "last_used_ms")
+        last[token_id] = None if value is None else int(value)
+        counts = cast(dict[str, str], await redis.hgetall(keys.token_daily(token_id)))
+        daily[token_id] = {day: int(n) for day, n in counts.items()}
+    seen: set[str] = set()
+    async for key in redis.scan_iter(match=f"{keys.prefix}:seen:*", count=1000):
+        seen |= cast(set[str], await redis.smembers(key)) & usage_ids  # lifecycle event ids aside
+    unknown = [k async for k in redis.scan_iter(match=f"{keys.prefix}:token:{UNKNOWN_TOKEN}*")]
+    return Folded(last, daily, seen, unknown)
+
+
+async def _write(redis: Redis, streams: list[str], chunk: list[bytes]) -> list[str]:
+    """XADD ``chunk`` to each stream; the entry ids in the first."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for stream in streams:
+            for data in chunk:
+                pipe.xadd(stream, {"data": data})
+        ids = await pipe.execute()
+    return cast(list[str], ids[: len(chunk)])
+
+
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
+
+
+async def _delivered_past(redis: Redis, keys: Keys, entry_id: str) -> bool:
+    groups = await redis.xinfo_groups(keys.usage)
+    (group,) = [g for g in groups if g["name"] == USAGE_GROUP]
+    return _id(group["last-delivered-id"]) >= _id(entry_id)
+
+
+@pytest.mark.slow
+async def test_audit_worker_killed_at_random_points_counts_exactly_like_a_clean_run(
+    client: TokenClient, settings: ServiceSettings, redis: Redis, keys: Keys, tmp_path: Path
+) -> None:
+    seed = int(os.environ.get("FAULT_SEED", random.randrange(2**32)))
+    print(f"\nFIGURES audit-kills: seed={seed} (FAULT_SEED={seed} repeats this run)")
+    rng = random.Random(seed)
+    token_ids = []
+    for n in range(TOKENS):
+        reply = await client.generate(f"used-{n}", ["entities:read"])
+        assert reply.token is not None
+        token_ids.append(reply.token.id)
+    clean = settings.model_copy(update={"key_prefix": f"{settings.key_prefix}-clean"})
+    clean_keys = Keys(clean.key_prefix)
+    for token_id in token_ids:  # the same tokens exist under the clean prefix
+        record = cast(dict[str, str], await redis.hgetall(keys.token(token_id)))
+        await redis.hset(clean_keys.token(token_id), mapping=record)  # type: ignore[arg-type]
+    given = _make_input(rng, token_ids)
+    chunks = [given.entries[i : i + CHUNK] for i in range(0, len(given.entries), CHUNK)]
+    kill_after = sorted(rng.sample(range(5, len(chunks) - 5, BURST_CHUNKS + 1), KILLS))
+    pending_at_kill: list[int] = []
+
+    with ExitStack() as clean_run:
+        clean_run.enter_context(audit_worker_process(clean, tmp_path / "audit-clean.log"))
+        workers = ExitStack()
+        generation = 0
+
+        def start_worker() -> subprocess.Popen[bytes]:
+            log = tmp_path / f"audit-{generation}.log"
+            env = {"AUDIT_BATCH_SIZE": str(BATCH)}
+            return workers.enter_context(audit_worker_process(settings, log, env=env))
+
+        worker = start_worker()
+        try:
+            n = 0
+            while n < len(chunks):
+                if n not in kill_after:
+                    await _write(redis, [keys.usage, clean_keys.usage], chunks[n])
+                    await asyncio.sleep(0.01)
+                    n += 1
+                    continue
+                # Let this worker catch up once, so that it surely runs; then land a burst
+                # and kill it once it has read into the burst, before it has read it all.
+                await _until(lambda: _newest_delivered(redis, keys), 30, "worker catches up")
+                burst = [data for chunk in chunks[n : n + BURST_CHUNKS] for data in chunk]
+                ids = await _write(redis, [keys.usage, clean_keys.usage], burst)
+                mark = ids[rng.randrange(len(burst) // 4, len(burst) * 3 // 4)]
+                await _until(
+                    lambda mark=mark: _delivered_past(redis, keys, mark),
+                    30,
+                    "burst read",
+                )
+                worker.send_signal(signal.SIGKILL)
+                worker.wait(10)
+                pending_at_kill.append(await _pending(redis, keys))
+                workers.close()
+                workers = ExitStack()
+                generation += 1
+                worker = start_worker()
+                n += BURST_CHUNKS
+            await _until(lambda: _folded(redis, keys), 45, "faulty run folds everything")
+            await _until(lambda: _folded(redis, clean_keys), 45, "clean run folds everything")
+            assert worker.poll() is None, "the last worker died by itself"
+        finally:
+            workers.close()
+
+    faulty = await _read_back(redis, keys, token_ids, given.event_ids)
+    reference = await _read_back(redis, clean_keys, token_ids, given.event_ids)
+    equal = faulty == reference
+    print(
+        f"FIGURES audit-kills: entries={len(given.entries)} events={EVENTS}"
+        f" repeats={REPEATS} kills={generation} pending_at_each_kill={pending_at_kill}"
+        f" tokens={TOKENS}+1 unknown days={sum(len(d) for d in faulty.daily.values())}"
+        f" final_counts_equal={equal}"
+    )
+    assert generation == KILLS
+    assert any(pending_at_kill), "no kill left entries pending: the claim path went untested"
+    assert faulty == reference
+    assert faulty.last_used_ms == given.last_used_ms
+    assert faulty.daily == given.daily
+    assert faulty.seen == given.event_ids
+    assert faulty.unknown_keys == []
+    for stream_keys in (keys, clean_keys):
+        assert await redis.xlen(stream_keys.dead_letter) == 0
+    logs = "".join(path.read_text() for path in sorted(tmp_path.glob("audit-*.log")))  # noqa: ASYNC240
+    assert tokens_in_lines(logs.splitlines()) == []
