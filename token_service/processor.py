@@ -40,6 +40,10 @@ __all__ = ["GROUP", "CommandProcessor"]
 
 GROUP = "token-service"
 _log = structlog.get_logger("token_service.commands")
+# The command validates, so the token is in a stream field beside it: refuse it all the same.
+_SECRET_BESIDE = Rejection(
+    ErrorCode.INVALID, "the entry holds an API token", {"entry": "never send a secret"}
+)
 
 
 class CommandProcessor:
@@ -141,7 +145,7 @@ class CommandProcessor:
                 )
             else:
                 self._describe(work, opened)
-                outcome = handle(opened.command, context)
+                outcome = _SECRET_BESIDE if work.holds_secret else handle(opened.command, context)
                 if isinstance(outcome, Rejection):
                     work.rejection = outcome
                 else:
