@@ -79,6 +79,8 @@ class AofScrubber:
             try:
                 if await self._aof_enabled():
                     await self._rewrite()
+            except NoPermissionError as exc:  # the ACL lacks +bgrewriteaof: say what to grant
+                _log.warning("aof_rewrite_not_permitted", error=str(exc), grant="+bgrewriteaof")
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 _log.warning("aof_rewrite_retry", error=str(exc))
                 self._wanted = True  # the token is still in the file: try again
