@@ -1,8 +1,9 @@
-"""Looking for plaintext tokens where none may be: every key, every entry, every log line."""
+"""Looking for plaintext tokens where none may be: every key, entry, log line and file."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -52,3 +53,13 @@ async def tokens_in_redis(url: str, match: str = "*") -> list[tuple[str, str]]:
 def tokens_in_lines(lines: Iterable[str]) -> list[str]:
     """Every well-formed token in some lines of text (log output, say)."""
     return [token for line in lines for token in find_tokens(line, glued=True)]
+
+
+def tokens_in_files(paths: Iterable[Path]) -> list[tuple[str, str]]:
+    """``(file name, token)`` for every well-formed token in some files' raw bytes."""
+    leaks: list[tuple[str, str]] = []
+    for path in paths:
+        # Latin-1 keeps every byte as one character: a token is found whatever surrounds it.
+        text = path.read_bytes().decode("latin-1")
+        leaks.extend((path.name, token) for token in find_tokens(text, glued=True))
+    return leaks

@@ -26,12 +26,13 @@ from typing import cast
 import pytest
 from redis.asyncio import Redis
 
-from contracts import TokenUsed, to_millis
+from contracts import TokenUsed, from_millis, to_millis
 from tests.leaks import tokens_in_lines
 from tests.processes import audit_worker_process
 from token_service.client import TokenClient
 from token_service.keys import Keys
 from token_service.settings import ServiceSettings
+from token_service.store import TokenStore
 from workers.audit import USAGE_GROUP
 
 TOKENS = 4
@@ -243,6 +244,11 @@ async def test_audit_worker_killed_at_random_points_counts_exactly_like_a_clean_
     assert faulty.daily == given.daily
     assert faulty.seen == given.event_ids
     assert faulty.unknown_keys == []
+    store = TokenStore(redis, keys, 1000)
+    for token_id in token_ids:  # and as readers see it
+        view = await store.get(token_id)
+        assert view is not None
+        assert view.last_used_at == from_millis(given.last_used_ms[token_id])
     for stream_keys in (keys, clean_keys):
         assert await redis.xlen(stream_keys.dead_letter) == 0
     logs = "".join(path.read_text() for path in sorted(tmp_path.glob("audit-*.log")))  # noqa: ASYNC240

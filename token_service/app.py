@@ -138,6 +138,7 @@ def build_service(
         for task in sweeper:
             task.cancel()
         await asyncio.gather(*sweeper, return_exceptions=True)
+        await processor.scrubber.close()
 
     @app.after_shutdown
     async def close() -> None:

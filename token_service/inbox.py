@@ -103,7 +103,9 @@ def open_entry(fields: dict[bytes, bytes]) -> Parsed | Invalid | DeadLetter:
         payload = fields[b"data"]
     elif b"__data__" in fields:
         payload, headers = BinaryMessageFormatV1.parse(fields[b"__data__"])
-        faststream_reply_to = _valid(_CHANNEL, headers.get("reply_to"))
+        # FastStream's legacy JSON envelope hands back whatever "headers" held.
+        reply_to = headers.get("reply_to") if isinstance(headers, dict) else None
+        faststream_reply_to = _valid(_CHANNEL, reply_to)
     else:
         names = ", ".join(_printable(name.decode("utf-8", "replace")) for name in fields)
         return DeadLetter(f"no 'data' field (fields: {names})")

@@ -30,6 +30,7 @@ from token_service.handlers import Context, Rejection, handle
 from token_service.inbox import DeadLetter, Invalid, Parsed, holds_token, open_entry
 from token_service.metrics import CommandMetrics
 from token_service.records import view_from_record
+from token_service.scrub import AofScrubber
 from token_service.settings import ServiceSettings
 from token_service.store import Applied, Failed, Refused, Repeated, TokenStore
 from token_service.tracing import Tracing
@@ -39,6 +40,10 @@ __all__ = ["GROUP", "CommandProcessor"]
 
 GROUP = "token-service"
 _log = structlog.get_logger("token_service.commands")
+# The command validates, so the token is in a stream field beside it: refuse it all the same.
+_SECRET_BESIDE = Rejection(
+    ErrorCode.INVALID, "the entry holds an API token", {"entry": "never send a secret"}
+)
 
 
 class CommandProcessor:
@@ -58,6 +63,8 @@ class CommandProcessor:
         self.keys = store.keys
         self._resources = frozenset(settings.resources)
         self._admins = frozenset(settings.admins)
+        self.scrubber = AofScrubber(store.redis)
+        """Rewrites the append-only file after an entry holding a token was deleted."""
 
     def _context(self) -> Context:
         return Context(
@@ -138,7 +145,7 @@ class CommandProcessor:
                 )
             else:
                 self._describe(work, opened)
-                outcome = handle(opened.command, context)
+                outcome = _SECRET_BESIDE if work.holds_secret else handle(opened.command, context)
                 if isinstance(outcome, Rejection):
                     work.rejection = outcome
                 else:
@@ -268,6 +275,8 @@ class CommandProcessor:
             if leaked:
                 pipe.xdel(self.keys.commands, *leaked)
             await pipe.execute()
+        if leaked:  # XDEL cleared memory; the XADD is still in the append-only file
+            self.scrubber.request()
         elapsed = time.perf_counter() - started
         for work in done:
             outcome = self._log_outcome(work)
