@@ -43,7 +43,7 @@ INSPECTOR = "acl-inspector"
 """A user for the tests' own eyes only: reads everything, reads the ACL log, changes nothing."""
 _INSPECTOR_LINE = (
     f"user {INSPECTOR} on #{password_hash('inspect')} resetkeys resetchannels -@all"
-    " +acl|log +hgetall +lrange +xinfo|groups %R~*\n"
+    " +acl|log +info +hgetall +lrange +xinfo|groups %R~*\n"
 )
 
 
@@ -73,9 +73,12 @@ def acl_server(tmp_path: Path) -> Iterator[AclServer]:
     prefix = f"t{uuid.uuid4().hex[:10]}"
     acl_file = tmp_path / "users.acl"
     acl_file.write_text(render(prefix) + _INSPECTOR_LINE)
-    # DEBUG is enabled so that only the ACL stands between a user and it.
+    # DEBUG is enabled so that only the ACL stands between a user and it; the append-only
+    # file is on, as in compose.yaml, so the service's scrub of pasted tokens runs.
     server = EmbeddedRedis.start(
-        extra_args=("--aclfile", str(acl_file), "--enable-debug-command", "local")
+        appendonly=True,
+        appendfsync="everysec",
+        extra_args=("--aclfile", str(acl_file), "--enable-debug-command", "local"),
     )
     assert server.kind == "redis-server"
     yield AclServer(server, Keys(prefix))
@@ -169,7 +172,7 @@ async def test_no_user_may_flush_configure_list_keys_or_debug(user: str, connect
         ("SHUTDOWN", "NOSAVE"),
         ("ACL", "LIST"),
         ("SCRIPT", "FLUSH"),
-        ("BGREWRITEAOF",),
+        *([] if user == "token-service" else [("BGREWRITEAOF",)]),
     ):
         await _refused(redis.execute_command(*command))
     line = next(u for u in users() if u.name == user).line("0" * 64)
@@ -364,6 +367,25 @@ async def test_every_component_does_its_work_as_its_own_user(
                 assert old.reason is RejectReason.UNKNOWN
                 assert isinstance(await verifier.verify(rotated.secret, "entities:write"), Accepted)
 
+                # A publisher pastes the live secret into a command: the service refuses it,
+                # deletes the entry and has Redis rewrite the append-only file, as its own user.
+                pasted = {
+                    "type": "RevokeToken",
+                    "command_id": "c-acl-pasted",
+                    "actor": ADMIN,
+                    "token_id": token_id,
+                    "reason": f"leaked {rotated.secret}",
+                }
+                before = int((await inspector.info("persistence"))["aof_rewrites"])
+                await publisher.xadd(keys.commands, {"data": orjson.dumps(pasted)})
+
+                async def scrubbed() -> bool:
+                    info = await inspector.info("persistence")
+                    done = int(info["aof_rewrites"]) > before
+                    return done and not info["aof_rewrite_in_progress"]
+
+                await _until(scrubbed)
+
                 revoked = await client.revoke(token_id, reason="done")
                 assert revoked.ok
                 gone = await verifier.verify(rotated.secret, "entities:read")
@@ -393,6 +415,7 @@ async def test_every_component_does_its_work_as_its_own_user(
     written = log.read_text(errors="replace")
     for user in ("token-service", "audit-worker"):
         assert dev_password(user) not in written
+    assert "aof_rewrite_not_permitted" not in written
 
 
 async def test_tokenctl_does_its_work_as_operator(

@@ -15,6 +15,9 @@ equal). Redis ACL files take no comments, so the reasons live here:
   command lists include what the scripts in ``lua/`` call.
 - ``token-service`` may PUBLISH on any channel: a command's ``reply_to`` is any channel
   its publisher picked (FastStream's request/reply picks a random one).
+- ``token-service`` alone may BGREWRITEAOF (and INFO, to see whether the append-only
+  file is on): a publisher may paste a token into a command, and deleting the entry
+  does not take it out of the file on disk until Redis rewrites it.
 - ``publisher`` may SUBSCRIBE only to ``tokens:replies:*`` and not PSUBSCRIBE: a reply
   carries a new secret, and a pattern subscription would hear every publisher's.
 - Passwords here are the development ones, ``dev-<user>``, stored as SHA-256 hashes.
@@ -111,6 +114,10 @@ def users(prefix: str = "tokens") -> list[RedisUser]:
                         *_SCRIPTS,
                         *_TRANSACTIONS,
                         "publish",
+                        # scrub.py: after deleting an entry that held a pasted token, it
+                        # has Redis rewrite the append-only file, so the token leaves the
+                        # disk too (INFO tells whether the AOF is on at all)
+                        *("bgrewriteaof", "info"),
                         # what its scripts and reads call
                         *("get", "set", "del", "exists", "sismember"),
                         *("hget", "hmget", "hgetall", "hset", "pexpireat"),
