@@ -247,10 +247,12 @@ def test_revoke_in_json_mode_needs_yes(env: dict[str, str]) -> None:
 def test_scan_finds_a_token_glued_to_other_text(env: dict[str, str], tmp_path: Path) -> None:
     reply = generate(env, "cli-encoded")
     (tmp_path / "url.txt").write_text(f"https://x.example/?key%3D{reply['secret']}&a=1\n")
+    (tmp_path / "env.sh").write_text(f"export API_TOKEN={reply['secret']}EOF\n")
     code, out = tokenctl(env, "scan", str(tmp_path), "--json")
     assert code == 1
-    (finding,) = orjson.loads(out)["findings"]
-    assert finding["status"] == "active"
+    findings = orjson.loads(out)["findings"]
+    assert len(findings) == 2
+    assert {finding["status"] for finding in findings} == {"active"}
 
 
 def test_redis_password_is_never_printed(env: dict[str, str]) -> None:

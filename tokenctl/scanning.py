@@ -49,13 +49,16 @@ def _text(path: Path) -> str | None:
 
 
 def scan_paths(paths: Iterable[Path], prefix: str = DEFAULT_PREFIX) -> list[Finding]:
-    """Every well-formed token of ``prefix`` (valid checksum) in the text files under ``paths``."""
+    """Every well-formed token of ``prefix`` (valid checksum) in the text files under ``paths``.
+
+    Text glued to either end (``key%3Dtok_…``, ``tok_…"abc``) does not hide a token.
+    """
     findings: list[Finding] = []
     for path in _files(paths):
         text = _text(path)
         if text is None:
             continue
         for number, line in enumerate(text.splitlines(), start=1):
-            for token in find_tokens(line, prefix):
+            for token in find_tokens(line, prefix, glued=True):
                 findings.append(Finding(path, number, hint(token), secret_digest(token)))
     return findings
