@@ -23,7 +23,10 @@ __all__ = ["RedisAccess", "redis_broker", "redis_client", "sync_redis_client"]
 class RedisAccess(BaseSettings):
     """The connection part of every process's settings; environment names in the aliases."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # A rejected value may be a password or a URL holding one: errors name the field only.
+    model_config = SettingsConfigDict(
+        extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     """``redis://host:port/db``, or ``rediss://`` for TLS."""
@@ -42,6 +45,15 @@ class RedisAccess(BaseSettings):
     def _cert_comes_with_key(self) -> RedisAccess:
         if (self.redis_tls_cert_file is None) != (self.redis_tls_key_file is None):
             raise ValueError("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together")
+        return self
+
+    @model_validator(mode="after")
+    def _tls_files_need_a_tls_url(self) -> RedisAccess:
+        # Files given with a redis:// URL would be ignored and the link left in the clear:
+        # a setting that silently weakens what it seems to promise is refused instead.
+        files = (self.redis_tls_ca_file, self.redis_tls_cert_file, self.redis_tls_key_file)
+        if self.redis_url is not None and not self.uses_tls and any(files):
+            raise ValueError("REDIS_TLS_* files are set but REDIS_URL is not rediss://")
         return self
 
     @property
