@@ -35,7 +35,16 @@ def _base_env(settings: ServiceSettings, env: Mapping[str, str] | None) -> dict[
         "REDIS_URL": settings.redis_url or "",
         "TOKENS_KEY_PREFIX": settings.key_prefix,
     }
-    for name in ("TOKENS_CONSUMER_NAME", "AUDIT_CONSUMER_NAME"):
+    # What the host's environment says of its own Redis must not reach the test's processes.
+    for name in (
+        "TOKENS_CONSUMER_NAME",
+        "AUDIT_CONSUMER_NAME",
+        "REDIS_USERNAME",
+        "REDIS_PASSWORD",
+        "REDIS_TLS_CA_FILE",
+        "REDIS_TLS_CERT_FILE",
+        "REDIS_TLS_KEY_FILE",
+    ):
         base.pop(name, None)
     return {**base, **(env or {})}
 

@@ -4,6 +4,11 @@ It subscribes to one reply channel of its own before sending anything, writes ea
 command to ``tokens:commands`` with that channel as ``reply_to``, and matches replies
 by ``command_id``. A retry with the same ``command_id`` is safe: the service applies a
 command at most once and answers a repeat with ``"duplicate": true``.
+
+When the connection to Redis drops, the listener subscribes again by itself, backing off
+while Redis stays away. A reply published while it was away is lost (pub/sub keeps
+nothing): that send times out, and a retry with the same ``command_id`` gets the
+duplicate reply (which, for a ``GenerateToken``, no longer carries the secret).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
 
 from contracts import CommandReply, GenerateToken, RevokeToken, RotateToken
 from token_service.keys import Keys
@@ -52,13 +58,15 @@ class TokenClient:
         self.timeout = timeout
         self.channel = f"{key_prefix}:replies:{uuid.uuid4().hex}"
         self._waiting: dict[str, asyncio.Future[CommandReply]] = {}
-        self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._closing = False
+        self.resubscribed = 0
+        """How many times the listener lost Redis and subscribed again."""
 
     async def __aenter__(self) -> TokenClient:
-        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.subscribe(self.channel)
-        self._listener = asyncio.create_task(self._listen(self._pubsub))
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(self.channel)  # before any send: no reply can come too early
+        self._listener = asyncio.create_task(self._listen(pubsub))
         return self
 
     async def __aexit__(
@@ -67,22 +75,40 @@ class TokenClient:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self._closing = True
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
-        if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _listen(self, pubsub: PubSub) -> None:
-        async for message in pubsub.listen():
+        backoff_s = 0.1
+        while not self._closing:
             try:
-                reply = CommandReply.model_validate_json(message["data"])
-            except ValueError:  # not a reply of ours: ignore it, keep listening
-                continue
-            waiter = self._waiting.get(reply.command_id or "")
-            if waiter is not None and not waiter.done():
-                waiter.set_result(reply)
+                if not pubsub.subscribed:
+                    await pubsub.subscribe(self.channel)
+                    self.resubscribed += 1
+                    backoff_s = 0.1
+                async for message in pubsub.listen():
+                    self._deliver(message["data"])
+            except (RedisError, OSError):
+                # Redis went away (or is not back yet): a fresh connection, after a pause
+                await _close_quietly(pubsub)
+                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 2.0)
+            finally:
+                if self._closing:
+                    await _close_quietly(pubsub)
+
+    def _deliver(self, data: Any) -> None:
+        try:
+            reply = CommandReply.model_validate_json(data)
+        except ValueError:  # not a reply of ours: ignore it, keep listening
+            return
+        waiter = self._waiting.get(reply.command_id or "")
+        if waiter is not None and not waiter.done():
+            waiter.set_result(reply)
 
     def _new_id(self) -> str:
         return f"{self.actor[:32]}-{uuid.uuid4().hex}"
@@ -148,3 +174,8 @@ class TokenClient:
                 grace_seconds=grace_seconds,
             )
         )
+
+
+async def _close_quietly(pubsub: PubSub) -> None:
+    with contextlib.suppress(RedisError, OSError):
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
