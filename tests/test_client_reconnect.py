@@ -65,7 +65,8 @@ async def test_client_answers_again_after_redis_restarts(
                 second = await _generate_until_answered(client, "after-restart", 30)
                 answered_after_s = time.monotonic() - relaunched
                 print(f"client-reconnect answered_after_s={answered_after_s:.2f}")
-                assert second.ok and second.secret is not None
+                assert second.ok
+                assert second.secret is not None
                 assert client.resubscribed >= 1
         finally:
             await redis.aclose()
