@@ -173,6 +173,9 @@ def test_the_health_checks_pass_against_real_processes_with_the_compose_settings
             service: {
                 **_environment(service),
                 "REDIS_URL": server.url,
+                # compose listens on every interface of its container; here, loopback only
+                "TOKENS_HTTP_HOST": "127.0.0.1",
+                "AUDIT_HTTP_HOST": "127.0.0.1",
                 "TOKENS_HTTP_PORT": str(ports[service]),
                 "AUDIT_HTTP_PORT": str(ports[service]),
             }
