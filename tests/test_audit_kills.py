@@ -12,6 +12,7 @@ here from the input: last use per token, uses per day, and the event ids marked 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import signal
@@ -27,6 +28,7 @@ import pytest
 from redis.asyncio import Redis
 
 from contracts import TokenUsed, from_millis, to_millis
+from tests.faults import until
 from tests.leaks import tokens_in_lines
 from tests.processes import audit_worker_process
 from token_service.client import TokenClient
@@ -106,14 +108,6 @@ async def _pending(redis: Redis, keys: Keys) -> int:
 async def _folded(redis: Redis, keys: Keys) -> bool:
     # Delivered first, then nothing pending: a batch read in between would slip through.
     return await _newest_delivered(redis, keys) and await _pending(redis, keys) == 0
-
-
-async def _until(condition: object, limit_s: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while not await condition():  # type: ignore[operator]
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"{what}: not in {limit_s} s")
-        await asyncio.sleep(0.02)
 
 
 @dataclass
@@ -205,15 +199,11 @@ async def test_audit_worker_killed_at_random_points_counts_exactly_like_a_clean_
                     continue
                 # Let this worker catch up once, so that it surely runs; then land a burst
                 # and kill it once it has read into the burst, before it has read it all.
-                await _until(lambda: _newest_delivered(redis, keys), 30, "worker catches up")
+                await until(lambda: _newest_delivered(redis, keys), 30, "worker catches up")
                 burst = [data for chunk in chunks[n : n + BURST_CHUNKS] for data in chunk]
                 ids = await _write(redis, [keys.usage, clean_keys.usage], burst)
                 mark = ids[rng.randrange(len(burst) // 4, len(burst) * 3 // 4)]
-                await _until(
-                    lambda mark=mark: _delivered_past(redis, keys, mark),
-                    30,
-                    "burst read",
-                )
+                await until(functools.partial(_delivered_past, redis, keys, mark), 30, "burst read")
                 worker.send_signal(signal.SIGKILL)
                 worker.wait(10)
                 pending_at_kill.append(await _pending(redis, keys))
@@ -222,8 +212,8 @@ async def test_audit_worker_killed_at_random_points_counts_exactly_like_a_clean_
                 generation += 1
                 worker = start_worker()
                 n += BURST_CHUNKS
-            await _until(lambda: _folded(redis, keys), 45, "faulty run folds everything")
-            await _until(lambda: _folded(redis, clean_keys), 45, "clean run folds everything")
+            await until(lambda: _folded(redis, keys), 45, "faulty run folds everything")
+            await until(lambda: _folded(redis, clean_keys), 45, "clean run folds everything")
             assert worker.poll() is None, "the last worker died by itself"
         finally:
             workers.close()

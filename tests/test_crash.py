@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import ADMIN
+from tests.faults import until
 from tests.leaks import tokens_in_lines, tokens_in_redis
 from tests.processes import service_process
 from tests.streams import events_of, listening
@@ -28,14 +28,6 @@ async def _group_exists(redis: Redis, keys: Keys) -> bool:
     return any(group["name"] == GROUP for group in groups)
 
 
-async def _until(condition: object, limit_s: float) -> None:
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while not await condition():  # type: ignore[operator]
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.slow
 async def test_sigkill_mid_burst_then_restart_applies_every_command_once(
     settings: ServiceSettings, redis: Redis, keys: Keys, tmp_path: Path
@@ -44,7 +36,7 @@ async def test_sigkill_mid_burst_then_restart_applies_every_command_once(
     ids = [f"burst-{n:04d}" for n in range(BURST)]
     async with listening(redis, "r-burst") as replies:
         with service_process(settings, log) as first:
-            await _until(lambda: _group_exists(redis, keys), 20)
+            await until(lambda: _group_exists(redis, keys), 20, "service ready")
             for start in range(0, BURST, 100):
                 async with redis.pipeline(transaction=False) as pipe:
                     for command_id in ids[start : start + 100]:
@@ -65,7 +57,7 @@ async def test_sigkill_mid_burst_then_restart_applies_every_command_once(
         answered_before_restart = len({r.command_id for r in replies.received})
         with service_process(settings, log):
             await replies.wait_count(BURST, limit_s=60)
-            await _until(lambda: _nothing_pending(redis, keys), 20)
+            await until(lambda: _nothing_pending(redis, keys), 20, "nothing pending")
 
     created = await events_of(redis, keys.events, "TokenCreated")
     duplicates = sum(reply.duplicate for reply in replies.received)
