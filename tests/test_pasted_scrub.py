@@ -12,7 +12,7 @@ import pytest
 from faststream.redis.parser import BinaryMessageFormatV1
 from redis.asyncio import Redis
 
-from contracts.token_format import mint
+from contracts.token_format import mint, secret_digest
 from tests.conftest import ADMIN, wait_for
 from tests.leaks import tokens_in_redis
 from tests.streams import stream_data
@@ -151,6 +151,22 @@ async def test_made_up_tokens_are_deleted_without_making_redis_rewrite(
     await wait_for(lambda: _all_gone(raw, keys, ids), limit_s=10)
     await wait_for(lambda: _true(scrubber.rewrites == 1), limit_s=10)
     assert await tokens_in_redis(on_aof.redis_url or "", f"{keys.prefix}:*") == []
+
+
+async def test_a_revoked_token_pasted_still_gets_the_file_rewritten(
+    running: Service, aof_redis: Redis, raw: Redis, on_aof: ServiceSettings
+) -> None:
+    keys = Keys(on_aof.key_prefix)
+    async with TokenClient(aof_redis, actor=ADMIN, key_prefix=keys.prefix, timeout=10) as client:
+        created = await client.generate("gone", ["entities:read"])
+        assert created.token is not None
+        assert created.secret is not None
+        assert (await client.revoke(created.token.id)).ok
+    assert not await aof_redis.exists(keys.secret(secret_digest(created.secret)))
+    ids = [await raw.xadd(keys.commands, {"data": f"old one: {created.secret}"})]
+    await wait_for(lambda: _all_gone(raw, keys, ids), limit_s=10)
+    scrubber = running.processor.scrubber
+    await wait_for(lambda: _true(scrubber.rewrites == 1), limit_s=10)
 
 
 async def test_an_entry_given_up_after_too_many_deliveries_is_deleted_if_it_holds_a_token(
