@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic_core import PydanticCustomError
 
 from contracts._time import Timestamp
 from contracts.scopes import Scope
@@ -12,6 +13,7 @@ from contracts.token_format import find_tokens
 
 __all__ = [
     "COMMAND_TYPES",
+    "LEAK_ERROR",
     "Command",
     "CommandBase",
     "GenerateToken",
@@ -21,10 +23,16 @@ __all__ = [
 ]
 
 
+LEAK_ERROR = "pasted_secret"
+"""The pydantic error type of a field refused because it holds a token."""
+
+
 def _no_secret(text: str) -> str:
     # A pasted token would otherwise be stored, logged and sent on in events.
     if find_tokens(text, glued=True):
-        raise ValueError("holds an API token; never send a secret in a command")
+        raise PydanticCustomError(
+            LEAK_ERROR, "holds an API token; never send a secret in a command"
+        )
     return text
 
 

@@ -14,9 +14,11 @@ import zlib
 __all__ = [
     "BASE62",
     "DEFAULT_PREFIX",
+    "MAX_TOKEN_BODY",
     "RANDOM_LENGTH",
     "TOKEN_SHAPE",
     "checksum",
+    "decode_json_escapes",
     "find_tokens",
     "hint",
     "is_well_formed",
@@ -32,6 +34,10 @@ CHECKSUM_LENGTH = 6
 _HINT_LENGTH = 4
 _DIGIT = {char: value for value, char in enumerate(BASE62)}
 _BODY = re.compile(r"[0-9A-Za-z]{38}")
+MAX_TOKEN_BODY = 1 + RANDOM_LENGTH + CHECKSUM_LENGTH
+"""The underscore and everything after it: the secret part of a token, in characters."""
+_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})")
+_ESCAPE_ROUNDS = 3
 
 TOKEN_SHAPE = re.compile(r"(?<![0-9A-Za-z])([0-9A-Za-z]+)_([0-9A-Za-z]{38})(?![0-9A-Za-z])")
 """Anything shaped like a token, whatever its prefix; used to find and mask them."""
@@ -141,6 +147,27 @@ def find_tokens(text: str, prefix: str | None = None, *, glued: bool = False) ->
         elif head.endswith(prefix):
             found.append(f"{prefix}_{body}")
     return found
+
+
+def _unescape(match: re.Match[str]) -> str:
+    code = int(match.group(1), 16)
+    # A surrogate is never part of a token, and a lone one could not be written back out.
+    return match.group(0) if 0xD800 <= code <= 0xDFFF else chr(code)
+
+
+def decode_json_escapes(text: str) -> str:
+    """``text`` with every JSON ``\\uXXXX`` escape written as the character it stands for.
+
+    A token written as ``tok\\u005f…`` is a token to any JSON reader, and one inside a JSON
+    string inside JSON (FastStream's legacy envelope) is escaped twice, so the decoding is
+    repeated (a few rounds). It is a decoding for finding tokens, not a JSON parser: an
+    escaped backslash before ``u`` is decoded too, which can only find more.
+    """
+    for _ in range(_ESCAPE_ROUNDS):
+        if "\\u" not in text:
+            break
+        text = _ESCAPE.sub(_unescape, text)
+    return text
 
 
 def _mask_glued(match: re.Match[str]) -> str:

@@ -1,4 +1,8 @@
-"""Looking for plaintext tokens where none may be: every key, entry, log line and file."""
+"""Looking for plaintext tokens where none may be: every key, entry, log line and file.
+
+Text is searched as written and with JSON ``\\u`` escapes decoded: ``tok\\u005f…`` is a
+token to anything that reads the JSON, even escaped twice inside an envelope.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,11 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from contracts.token_format import find_tokens
+from contracts.token_format import decode_json_escapes, find_tokens
+
+
+def _tokens(text: str) -> list[str]:
+    return find_tokens(decode_json_escapes(text), glued=True)
 
 
 async def _values(redis: Redis, key: bytes) -> list[str]:
@@ -44,7 +52,7 @@ async def tokens_in_redis(url: str, match: str = "*") -> list[tuple[str, str]]:
         async for key in redis.scan_iter(match=match, count=1000):
             name = key.decode("utf-8", "replace")
             for text in await _values(redis, key):
-                leaks.extend((name, t) for t in find_tokens(text, glued=True))
+                leaks.extend((name, t) for t in _tokens(text))
     finally:
         await redis.aclose()
     return leaks
@@ -52,7 +60,7 @@ async def tokens_in_redis(url: str, match: str = "*") -> list[tuple[str, str]]:
 
 def tokens_in_lines(lines: Iterable[str]) -> list[str]:
     """Every well-formed token in some lines of text (log output, say)."""
-    return [token for line in lines for token in find_tokens(line, glued=True)]
+    return [token for line in lines for token in _tokens(line)]
 
 
 def tokens_in_files(paths: Iterable[Path]) -> list[tuple[str, str]]:
@@ -61,5 +69,5 @@ def tokens_in_files(paths: Iterable[Path]) -> list[tuple[str, str]]:
     for path in paths:
         # Latin-1 keeps every byte as one character: a token is found whatever surrounds it.
         text = path.read_bytes().decode("latin-1")
-        leaks.extend((path.name, token) for token in find_tokens(text, glued=True))
+        leaks.extend((path.name, token) for token in _tokens(text))
     return leaks

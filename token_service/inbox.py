@@ -17,18 +17,37 @@ from faststream.redis.parser import BinaryMessageFormatV1
 from pydantic import ValidationError
 
 from contracts import COMMAND_TYPES, CommandBase
-from contracts.token_format import find_tokens, mask_tokens_in
+from contracts.commands import LEAK_ERROR
+from contracts.token_format import MAX_TOKEN_BODY, decode_json_escapes, find_tokens, mask_tokens_in
 
-__all__ = ["MAX_PAYLOAD_BYTES", "DeadLetter", "Invalid", "Parsed", "holds_token", "open_entry"]
+__all__ = [
+    "MAX_ENVELOPE_BYTES",
+    "MAX_PAYLOAD_BYTES",
+    "DeadLetter",
+    "Invalid",
+    "Parsed",
+    "holds_token",
+    "open_entry",
+    "secrets_in",
+]
 
 MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_ENVELOPE_BYTES = 2 * MAX_PAYLOAD_BYTES
+"""A FastStream legacy JSON envelope larger than this is not parsed (its payload cannot fit)."""
 _CHANNEL = re.compile(r"[\x21-\x7e]{1,256}")
 _COMMAND_ID = re.compile(r"[\x20-\x7e]{1,128}")
 
 
 def _printable(value: object, limit: int = 200) -> str:
     text = value if isinstance(value, str) else repr(value)
-    return mask_tokens_in(text)[:limit]  # masked before the cut, which could halve a token
+    # Cut with room for a token's secret part, mask, then cut to the limit: masking a huge
+    # value would cost seconds, and a token straddling the limit is still masked whole.
+    return mask_tokens_in(text[: limit + MAX_TOKEN_BODY])[:limit]
+
+
+def _printable_name(raw: bytes, limit: int = 200) -> str:
+    # At most 4 bytes a character: never decode more of a huge field name than is shown.
+    return _printable(raw[: 4 * (limit + MAX_TOKEN_BODY)].decode("utf-8", "replace"), limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +67,8 @@ class Invalid:
     actor: str
     reply_channels: tuple[str, ...]
     fields: dict[str, str]
+    holds_secret: bool = False
+    """Refused (at least) because a field holds a token: the entry must not stay."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,23 +98,61 @@ def _channels(*candidates: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c for c in candidates if c))
 
 
-def _holds_token(raw: bytes) -> bool:
-    if find_tokens(raw.decode("utf-8", "replace"), glued=True):
-        return True
-    if b"\\u" not in raw:
-        return False
-    # JSON escapes (``tok_\\u0041…``) hide a token from a scan of the raw text, not from
-    # whoever reads the entry: look again at the JSON written without them.
-    try:
-        plain = orjson.dumps(orjson.loads(raw))
-    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
-        return False
-    return bool(find_tokens(plain.decode(), glued=True))
+def _tokens_in_text(raw: bytes) -> list[str]:
+    text = raw.decode("utf-8", "replace")
+    # JSON escapes (``tok\\u005f…``) hide a token from a scan of the raw text, not from
+    # whoever reads the entry: look at the text with them decoded too.
+    return find_tokens(decode_json_escapes(text), glued=True)
+
+
+def _too_big_to_parse(envelope: bytes) -> bool:
+    # The binary format is sliced, not parsed: only a huge JSON envelope costs to read.
+    binary = envelope.startswith(BinaryMessageFormatV1.IDENTITY_HEADER)
+    return not binary and len(envelope) > MAX_ENVELOPE_BYTES
+
+
+def _tokens_in_envelope(raw: bytes) -> list[str]:
+    if _too_big_to_parse(raw):
+        return []  # a JSON envelope that large is not parsed; the raw scan covers it
+    payload, headers = BinaryMessageFormatV1.parse(raw)
+    found = _tokens_in_text(payload)
+    if isinstance(headers, dict):
+        for name, value in headers.items():
+            found += _tokens_in_text(f"{name} {value}".encode())
+    return found
+
+
+def secrets_in(fields: dict[bytes, bytes]) -> list[str]:
+    """Every well-formed token in an entry: in any field name or value, as written, with
+    JSON escapes decoded, and inside a FastStream envelope's body and headers."""
+    found = [token for pair in fields.items() for raw in pair for token in _tokens_in_text(raw)]
+    if b"__data__" in fields:
+        found += _tokens_in_envelope(fields[b"__data__"])
+    return list(dict.fromkeys(found))
 
 
 def holds_token(fields: dict[bytes, bytes]) -> bool:
     """True when any field name or value of an entry holds a well-formed token."""
-    return any(_holds_token(raw) for pair in fields.items() for raw in pair)
+    return bool(secrets_in(fields))
+
+
+def _open_envelope(raw: bytes) -> tuple[bytes, str | None] | DeadLetter:
+    if _too_big_to_parse(raw):
+        # Parsing a huge JSON envelope only to refuse its payload would cost the most.
+        return DeadLetter(f"envelope of {len(raw)} bytes exceeds {MAX_ENVELOPE_BYTES}")
+    payload, headers = BinaryMessageFormatV1.parse(raw)
+    # FastStream's legacy JSON envelope hands back whatever "headers" held.
+    reply_to = headers.get("reply_to") if isinstance(headers, dict) else None
+    return payload, _valid(_CHANNEL, reply_to)
+
+
+def _refused_for_a_secret(error: ValidationError) -> bool:
+    for item in error.errors(include_url=False, include_input=False):
+        if item["type"] == LEAK_ERROR:
+            return True
+        if any(find_tokens(str(part), glued=True) for part in item["loc"]):
+            return True
+    return False
 
 
 def open_entry(fields: dict[bytes, bytes]) -> Parsed | Invalid | DeadLetter:
@@ -102,12 +161,12 @@ def open_entry(fields: dict[bytes, bytes]) -> Parsed | Invalid | DeadLetter:
     if b"data" in fields:
         payload = fields[b"data"]
     elif b"__data__" in fields:
-        payload, headers = BinaryMessageFormatV1.parse(fields[b"__data__"])
-        # FastStream's legacy JSON envelope hands back whatever "headers" held.
-        reply_to = headers.get("reply_to") if isinstance(headers, dict) else None
-        faststream_reply_to = _valid(_CHANNEL, reply_to)
+        opened = _open_envelope(fields[b"__data__"])
+        if isinstance(opened, DeadLetter):
+            return opened
+        payload, faststream_reply_to = opened
     else:
-        names = ", ".join(_printable(name.decode("utf-8", "replace")) for name in fields)
+        names = ", ".join(_printable_name(name) for name in fields)
         return DeadLetter(f"no 'data' field (fields: {names})")
     if len(payload) > MAX_PAYLOAD_BYTES:
         return DeadLetter(
@@ -135,4 +194,5 @@ def open_entry(fields: dict[bytes, bytes]) -> Parsed | Invalid | DeadLetter:
             actor=_printable(actor, 256) if isinstance(actor, str) and actor else "unknown",
             reply_channels=reply_channels,
             fields=_field_errors(exc),
+            holds_secret=_refused_for_a_secret(exc),
         )

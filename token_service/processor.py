@@ -27,8 +27,9 @@ from contracts import (
 from token_service.batching import StreamEntry, delivery_count
 from token_service.deadletter import dead_letter
 from token_service.handlers import Context, Rejection, handle
-from token_service.inbox import DeadLetter, Invalid, Parsed, holds_token, open_entry
+from token_service.inbox import DeadLetter, Invalid, Parsed, open_entry
 from token_service.metrics import CommandMetrics
+from token_service.pasted import rewrite_wanted
 from token_service.records import view_from_record
 from token_service.scrub import AofScrubber
 from token_service.settings import ServiceSettings
@@ -81,6 +82,8 @@ class CommandProcessor:
         started, started_ns = time.perf_counter(), time.time_ns()
         context = self._context()
         batch = [WorkItem(entry_id.decode(), fields) for entry_id, fields in entries]
+        for work in batch:  # before anything else: an entry given up on is scrubbed too
+            work.look_for_secrets()
         if claimed:
             await self._give_up_on_repeated_failures(batch)
         oldest_ms = to_millis(context.now) - self.settings.command_ttl_seconds * 1000
@@ -132,7 +135,6 @@ class CommandProcessor:
 
     def _prepare(self, work: WorkItem, context: Context) -> None:
         try:
-            work.holds_secret = holds_token(work.fields)
             opened = open_entry(work.fields)
             if isinstance(opened, DeadLetter):
                 work.dead_reason, work.channels = opened.reason, opened.reply_channels
@@ -140,6 +142,7 @@ class CommandProcessor:
             elif isinstance(opened, Invalid):
                 work.channels, work.command_type = opened.reply_channels, opened.command_type
                 work.command_id, work.actor = opened.command_id, opened.actor
+                work.holds_secret = work.holds_secret or opened.holds_secret
                 work.rejection = Rejection(
                     ErrorCode.INVALID, "the command breaks the contract", opened.fields
                 )
@@ -276,25 +279,12 @@ class CommandProcessor:
                 pipe.xdel(self.keys.commands, *leaked)
             await pipe.execute()
         if leaked:  # XDEL cleared memory; the XADD is still in the append-only file
-            self.scrubber.request()
+            found = [w.secrets for w in done if w.holds_secret]
+            if await rewrite_wanted(self.store.redis, self.keys, self.settings.token_prefix, found):
+                self.scrubber.request()
         elapsed = time.perf_counter() - started
         for work in done:
-            outcome = self._log_outcome(work)
+            outcome = work.log_outcome()
             self.metrics.handled_command(work.command_type, outcome, elapsed)
             if work.dead_reason is not None:
                 self.metrics.dead_letters.labels(self.keys.commands).inc()
-
-    @staticmethod
-    def _log_outcome(work: WorkItem) -> str:
-        """Log the settled outcome; returns it as the metrics name it."""
-        reply, outcome = work.reply, work.outcome()
-        _log.info(
-            "command_handled",
-            **work.log_fields(),
-            ok=bool(reply and reply.ok),
-            duplicate=bool(reply and reply.duplicate),
-            error=reply.error.code.value if reply and reply.error else None,
-            dead_letter=work.dead_reason,
-            outcome=outcome,
-        )
-        return outcome

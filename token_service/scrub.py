@@ -13,6 +13,12 @@ however many tokens arrive, since each rewrite writes the whole data set. A Redi
 has the append-only file off keeps nothing to scrub, and is not asked (a rewrite there
 would write a snapshot the operator did not want).
 
+A request is kept until Redis accepts a rewrite that starts after it: any other error
+(Redis unreachable, a fork that failed) is retried, waiting twice as long each time up
+to ``max_backoff_s``. Only a user without the permission gives up, saying what to grant.
+On :meth:`AofScrubber.close` a request still open is tried for ``close_wait_s`` more and,
+if Redis still has not accepted it, logged as dropped: an operator then runs BGREWRITEAOF.
+
 Redis permissions: ``BGREWRITEAOF``, and ``INFO`` to see whether the file is on; without
 ``INFO`` the rewrite is asked for anyway.
 """
@@ -24,9 +30,7 @@ import time
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["AofScrubber"]
 
@@ -36,57 +40,93 @@ _log = structlog.get_logger("token_service.scrub")
 class AofScrubber:
     """Asks Redis to rewrite its append-only file after entries holding a token were deleted."""
 
-    def __init__(self, redis: Redis, *, min_interval_s: float = 2.0, retry_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        min_interval_s: float = 2.0,
+        retry_s: float = 0.25,
+        max_backoff_s: float = 30.0,
+        close_wait_s: float = 1.0,
+    ) -> None:
         self.redis = redis
         self.min_interval_s = min_interval_s
         self.retry_s = retry_s
+        self.max_backoff_s = max_backoff_s
+        self.close_wait_s = close_wait_s
         self.rewrites = 0
         """Rewrites Redis started (or scheduled) at this process's request."""
-        self._wanted = False
+        self._requested = 0  # requests so far
+        self._covered = 0  # requests that a rewrite Redis accepted started after
+        self._failures = 0  # errors in a row, for the backoff
         self._last_started = -float("inf")
         self._task: asyncio.Task[None] | None = None
 
     def request(self) -> None:
         """Ask for a rewrite that starts after now; returns at once."""
-        self._wanted = True
+        self._requested += 1
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="aof-scrub")
 
     @property
+    def wanted(self) -> bool:
+        """True while a request waits for a rewrite that Redis accepted."""
+        return self._covered < self._requested
+
+    @property
     def idle(self) -> bool:
         """True when no rewrite is wanted or being asked for."""
-        return not self._wanted and (self._task is None or self._task.done())
+        return not self.wanted and (self._task is None or self._task.done())
 
     async def close(self) -> None:
-        """Stop waiting; a rewrite still wanted is asked for once, without waiting."""
+        """Stop; a rewrite still wanted is asked for during ``close_wait_s``, else logged."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self._wanted:
-            self._wanted = False
+        deadline = time.monotonic() + self.close_wait_s
+        while self.wanted:
             try:
-                if await self._aof_enabled():
-                    await self._ask_once()
-            except Exception as exc:  # shutting down: say so, nothing more to do
+                if await self._attempt() or time.monotonic() >= deadline:
+                    break
+            except Exception as exc:  # shutting down: say so below
                 _log.warning("aof_rewrite_not_requested", error=str(exc))
+                break
+            await asyncio.sleep(self.retry_s)
+        if self.wanted:
+            _log.error(
+                "aof_rewrite_dropped",
+                requests=self._requested - self._covered,
+                action="a deleted entry held a token: run BGREWRITEAOF once none is running",
+            )
 
     async def _run(self) -> None:
-        while self._wanted:
+        while self.wanted:
             wait = self._last_started + self.min_interval_s - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            self._wanted = False
             try:
-                if await self._aof_enabled():
-                    await self._rewrite()
+                accepted = await self._attempt()
             except NoPermissionError as exc:  # the ACL lacks +bgrewriteaof: say what to grant
                 _log.warning("aof_rewrite_not_permitted", error=str(exc), grant="+bgrewriteaof")
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                _log.warning("aof_rewrite_retry", error=str(exc))
-                self._wanted = True  # the token is still in the file: try again
-                self._last_started = time.monotonic()
-            except Exception:
-                _log.exception("aof_rewrite_failed")
+                self._covered = self._requested  # asking again cannot help
+                continue
+            except Exception as exc:  # the token is still in the file: try again, later
+                self._failures += 1
+                delay = min(self.retry_s * 2**self._failures, self.max_backoff_s)
+                _log.warning("aof_rewrite_retry", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                continue
+            self._failures = 0
+            if not accepted:  # an older rewrite still runs
+                await asyncio.sleep(self.retry_s)
+
+    async def _attempt(self) -> bool:
+        """One try; True when every request so far is served (or there is no file)."""
+        served = self._requested  # whatever arrives during the call needs a later rewrite
+        if await self._aof_enabled() and not await self._ask_once():
+            return False
+        self._covered = max(self._covered, served)
+        return True
 
     async def _aof_enabled(self) -> bool:
         try:
@@ -94,12 +134,6 @@ class AofScrubber:
         except NoPermissionError:
             return True
         return bool(int(info.get("aof_enabled", 1)))
-
-    async def _rewrite(self) -> None:
-        while True:  # until a rewrite starts after our delete
-            if await self._ask_once():
-                return
-            await asyncio.sleep(self.retry_s)
 
     async def _ask_once(self) -> bool:
         """True when a rewrite started or is scheduled; False while an older one runs."""

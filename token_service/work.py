@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import structlog
+
 from contracts import CommandReply, ErrorCode
 from token_service.handlers import Mutation, Rejection
+from token_service.inbox import secrets_in
 from token_service.records import view_from_record
 
 __all__ = ["WorkItem", "reply_from_outcome"]
+
+_log = structlog.get_logger("token_service.commands")
 
 
 @dataclass(slots=True)
@@ -29,6 +34,8 @@ class WorkItem:
     reply: CommandReply | None = None
     settled: bool = False
     holds_secret: bool = False
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    """Tokens found in the entry (kept only until the batch ends, never logged)."""
     events: list[bytes] = field(default_factory=list)
 
     def log_fields(self) -> dict[str, str | None]:
@@ -54,6 +61,29 @@ class WorkItem:
         if self.reply is not None and self.reply.error is not None:
             return self.reply.error.code.value
         return "ok"
+
+    def look_for_secrets(self) -> None:
+        """Note every token the entry holds; on a failure to look, assume it holds one."""
+        try:
+            self.secrets = tuple(secrets_in(self.fields))
+        except Exception:  # refuse and delete rather than risk keeping a token
+            _log.exception("secret_scan_failed", **self.log_fields())
+            self.holds_secret = True
+        self.holds_secret = self.holds_secret or bool(self.secrets)
+
+    def log_outcome(self) -> str:
+        """Log the settled outcome; returns it as the metrics name it."""
+        reply, outcome = self.reply, self.outcome()
+        _log.info(
+            "command_handled",
+            **self.log_fields(),
+            ok=bool(reply and reply.ok),
+            duplicate=bool(reply and reply.duplicate),
+            error=reply.error.code.value if reply and reply.error else None,
+            dead_letter=self.dead_reason,
+            outcome=outcome,
+        )
+        return outcome
 
 
 def reply_from_outcome(command_id: str, outcome: dict[str, object]) -> CommandReply:
