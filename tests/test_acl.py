@@ -201,15 +201,41 @@ async def test_gateway_reads_secrets_and_reports_use_but_changes_nothing(
     await _refused(gateway.xadd(keys.events, {"data": "{}"}))
     await _refused(gateway.hgetall(keys.token("01TOKEN")))
     await _refused(gateway.xrange(keys.usage))  # it writes usage, it does not read it
-    # Scripts: only read-only ones, which may only read what the gateway may read.
-    await _refused(gateway.eval("return 1", 0))
-    await _refused(gateway.evalsha("0" * 40, 0))
-    sha = await gateway.script_load("return redis.call('DEL', KEYS[1])")
-    with pytest.raises(ResponseError):  # a write from a read-only script
-        await gateway.evalsha_ro(sha, 1, secret)
-    sneaky = await gateway.script_load("return redis.call('XRANGE', KEYS[1], '-', '+')")
-    await _refused(gateway.evalsha_ro(sneaky, 1, keys.commands))
     assert await service.exists(secret)
+
+
+_NEVER_ENDS = "while true do end"
+_LIBRARY = "#!lua name=mischief\nredis.register_function('spin', function() while true do end end)"
+
+
+@pytest.mark.parametrize(
+    "user", ["gateway", "audit-worker", "operator", "publisher", "healthcheck"]
+)
+async def test_only_the_token_service_may_bring_code_into_redis(user: str, connect: Any) -> None:
+    """A user who may load a script may load one that never ends, and a script that wrote
+    before looping cannot be killed: Redis would answer BUSY to everyone until restarted."""
+    redis = await connect(user)
+    await _refused(redis.script_load(_NEVER_ENDS))
+    await _refused(redis.eval(_NEVER_ENDS, 0))
+    await _refused(redis.execute_command("EVAL_RO", _NEVER_ENDS, 0))
+    await _refused(redis.evalsha("0" * 40, 0))
+    await _refused(redis.evalsha_ro("0" * 40, 0))
+    await _refused(redis.function_load(_LIBRARY))
+    await _refused(redis.function_load(_LIBRARY, replace=True))
+    await _refused(redis.execute_command("FUNCTION", "RESTORE", b"\x00"))
+    await _refused(redis.execute_command("FUNCTION", "DELETE", "token_service"))
+    await _refused(redis.execute_command("FUNCTION", "FLUSH"))
+    if user != "audit-worker":  # the worker runs the service's folds, and nothing else
+        await _refused(redis.fcall("tokens_library_version", 0))
+        await _refused(redis.fcall_ro("tokens_library_version", 0))
+
+
+async def test_operator_may_stop_a_runaway_script_but_run_none(connect: Any) -> None:
+    operator = await connect("operator")
+    # Nothing runs, so Redis says so; what matters is that it did not answer NOPERM.
+    for kill in (operator.script_kill(), operator.execute_command("FUNCTION", "KILL")):
+        with pytest.raises(ResponseError, match="NOTBUSY"):
+            await kill
 
 
 async def test_publisher_sends_commands_and_hears_its_replies_only(

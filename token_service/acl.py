@@ -99,117 +99,129 @@ def users(prefix: str = "tokens") -> list[RedisUser]:
     if not _SAFE_PREFIX.fullmatch(prefix):
         raise ValueError(f"key prefix {prefix!r} would need escaping in an ACL key pattern")
     keys = Keys(prefix)
-    p = prefix
     return [
-        RedisUser(
-            "token-service",
-            "the command handler (`python -m token_service`)",
-            (
-                Grant(
-                    (
-                        "ping",
-                        *_GROUP_READER,
-                        "xadd",
-                        "xdel",
-                        *_SCRIPTS,
-                        *_TRANSACTIONS,
-                        "publish",
-                        # scrub.py: after deleting an entry that held a pasted token, it
-                        # has Redis rewrite the append-only file, so the token leaves the
-                        # disk too (INFO tells whether the AOF is on at all)
-                        *("bgrewriteaof", "info"),
-                        # what its scripts and reads call
-                        *("get", "set", "del", "exists", "sismember"),
-                        *("hget", "hmget", "hgetall", "hset", "pexpireat"),
-                        *("zadd", "zrange", "zrangebyscore", "zrem", "zremrangebyscore"),
-                    ),
-                    (
-                        f"~{keys.commands}",
-                        f"~{keys.events}",
-                        f"~{keys.dead_letter}",
-                        f"~{keys.secret_prefix}*",
-                        f"~{p}:token:*",
-                        f"~{keys.name_prefix}*",
-                        f"~{p}:digest:*",
-                        f"~{keys.index}",
-                        f"~{keys.expiries}",
-                        f"~{p}:command:*",
-                        # Only read (SISMEMBER), but a script names it in KEYS, and
-                        # Redis checks a script's declared keys for read and write.
-                        f"~{keys.admins}",
-                    ),
-                    ("&*",),
-                ),
-            ),
-        ),
-        RedisUser(
-            "audit-worker",
-            "the audit worker (`python -m workers.audit`)",
-            (
-                Grant(
-                    (
-                        "ping",
-                        *_GROUP_READER,
-                        *_SCRIPTS,
-                        *_TRANSACTIONS,
-                        # what its scripts call
-                        *("exists", "hget", "hset", "hincrby", "rpush", "pexpire"),
-                        *("sadd", "sismember"),
-                    ),
-                    (f"~{keys.usage}", f"~{keys.events}", f"~{p}:token:*", f"~{p}:seen:*"),
-                ),
-                Grant(("xadd",), (f"~{keys.dead_letter}",)),
-            ),
-        ),
-        RedisUser(
-            "gateway",
-            "gateways: `Verifier` and `UsageReporter`",
-            (
-                Grant(
-                    # EVALSHA_RO runs the lookup script: a script of any origin may only
-                    # read, and only the keys this user may read.
-                    ("ping", "hgetall", "hmget", "evalsha_ro", "script|load", *_TRANSACTIONS),
-                    (f"%R~{keys.secret_prefix}*",),
-                ),
-                Grant(("xadd",), (f"~{keys.usage}",)),
-            ),
-        ),
-        RedisUser(
-            "publisher",
-            "admin-side services sending commands with `TokenClient`",
-            (
-                Grant(("ping", "subscribe", "unsubscribe"), (), (f"&{p}:replies:*",)),
-                Grant(("xadd",), (f"~{keys.commands}",)),
-            ),
-        ),
-        RedisUser(
-            "operator",
-            "people, through `tokenctl`: list, show, audit, send commands, manage admins",
-            (
-                Grant(
-                    (
-                        "ping",
-                        "subscribe",
-                        "unsubscribe",
-                        *("get", "hgetall", "hmget", "zrange", "xrevrange"),
-                        # `tokenctl verify` checks a token the way a gateway does
-                        *("evalsha_ro", "script|load"),
-                    ),
-                    (
-                        f"%R~{p}:token:*",
-                        f"%R~{keys.index}",
-                        f"%R~{keys.events}",
-                        f"%R~{p}:digest:*",
-                        f"%R~{keys.secret_prefix}*",
-                    ),
-                    (f"&{p}:replies:*",),
-                ),
-                Grant(("xadd",), (f"~{keys.commands}",)),
-                Grant(("smembers", "sismember", "sadd", "srem"), (f"~{keys.admins}",)),
-            ),
-        ),
+        _token_service(keys),
+        _audit_worker(keys),
+        _gateway(keys),
+        _publisher(keys),
+        _operator(keys),
         RedisUser("healthcheck", "container health checks (`redis-cli ping`)", (Grant(("ping",)),)),
     ]
+
+
+def _token_service(keys: Keys) -> RedisUser:
+    p = keys.prefix
+    commands = (
+        "ping",
+        *_GROUP_READER,
+        "xadd",
+        "xdel",
+        *_SCRIPTS,
+        *_TRANSACTIONS,
+        "publish",
+        # scrub.py: after deleting an entry that held a pasted token, it has Redis rewrite
+        # the append-only file, so the token leaves the disk too (INFO tells whether the
+        # AOF is on at all)
+        *("bgrewriteaof", "info"),
+        # what its scripts and reads call
+        *("get", "set", "del", "exists", "sismember"),
+        *("hget", "hmget", "hgetall", "hset", "pexpireat"),
+        *("zadd", "zrange", "zrangebyscore", "zrem", "zremrangebyscore"),
+    )
+    owned = (
+        f"~{keys.commands}",
+        f"~{keys.events}",
+        f"~{keys.dead_letter}",
+        f"~{keys.secret_prefix}*",
+        f"~{p}:token:*",
+        f"~{keys.name_prefix}*",
+        f"~{p}:digest:*",
+        f"~{keys.index}",
+        f"~{keys.expiries}",
+        f"~{p}:command:*",
+        # Only read (SISMEMBER), but a script names it in KEYS, and Redis checks a
+        # script's declared keys for read and write.
+        f"~{keys.admins}",
+    )
+    return RedisUser(
+        "token-service",
+        "the command handler (`python -m token_service`)",
+        (Grant(commands, owned, ("&*",)),),
+    )
+
+
+def _audit_worker(keys: Keys) -> RedisUser:
+    p = keys.prefix
+    commands = (
+        "ping",
+        *_GROUP_READER,
+        *_SCRIPTS,
+        *_TRANSACTIONS,
+        # what its scripts call
+        *("exists", "hget", "hset", "hincrby", "rpush", "pexpire"),
+        *("sadd", "sismember"),
+    )
+    return RedisUser(
+        "audit-worker",
+        "the audit worker (`python -m workers.audit`)",
+        (
+            Grant(commands, (f"~{keys.usage}", f"~{keys.events}", f"~{p}:token:*", f"~{p}:seen:*")),
+            Grant(("xadd",), (f"~{keys.dead_letter}",)),
+        ),
+    )
+
+
+def _gateway(keys: Keys) -> RedisUser:
+    return RedisUser(
+        "gateway",
+        "gateways: `Verifier` and `UsageReporter`",
+        (
+            # Plain reads only, pipelined: a user who may run scripts may also run one
+            # that never ends, and Redis answers nobody else until it does.
+            Grant(("ping", "hgetall", "hmget", *_TRANSACTIONS), (f"%R~{keys.secret_prefix}*",)),
+            Grant(("xadd",), (f"~{keys.usage}",)),
+        ),
+    )
+
+
+def _publisher(keys: Keys) -> RedisUser:
+    return RedisUser(
+        "publisher",
+        "admin-side services sending commands with `TokenClient`",
+        (
+            Grant(("ping", "subscribe", "unsubscribe"), (), (f"&{keys.prefix}:replies:*",)),
+            Grant(("xadd",), (f"~{keys.commands}",)),
+        ),
+    )
+
+
+def _operator(keys: Keys) -> RedisUser:
+    p = keys.prefix
+    reads = (
+        "ping",
+        "subscribe",
+        "unsubscribe",
+        *("get", "hgetall", "hmget", "zrange", "xrevrange"),
+        # To stop a runaway script or function, should one ever block Redis; it may run
+        # none itself (`tokenctl verify` checks a token the way a gateway does, by HMGET).
+        *("script|kill", "function|kill"),
+    )
+    readable = (
+        f"%R~{p}:token:*",
+        f"%R~{keys.index}",
+        f"%R~{keys.events}",
+        f"%R~{p}:digest:*",
+        f"%R~{keys.secret_prefix}*",
+    )
+    return RedisUser(
+        "operator",
+        "people, through `tokenctl`: list, show, audit, send commands, manage admins",
+        (
+            Grant(reads, readable, (f"&{p}:replies:*",)),
+            Grant(("xadd",), (f"~{keys.commands}",)),
+            Grant(("smembers", "sismember", "sadd", "srem"), (f"~{keys.admins}",)),
+        ),
+    )
 
 
 def dev_password(user: str) -> str:

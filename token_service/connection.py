@@ -8,6 +8,7 @@ Redis user (see ``token_service.acl``); ``rediss://`` URLs connect over TLS.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +76,33 @@ class RedisAccess(BaseSettings):
         return self.redis_url
 
 
+# Without a library name and version, redis-py sends no CLIENT SETINFO on connecting: our
+# ACL users may not run it (Redis 7.0 does not know it), and from Redis 7.2 each refusal
+# would land in the ACL log, among the refusals that matter. redis-py 8 takes this as
+# ``driver_info=None``; older versions as ``lib_name`` and ``lib_version``.
+_NO_CLIENT_SETINFO: dict[str, None] = (
+    {"driver_info": None}
+    if "driver_info" in inspect.signature(Redis.__init__).parameters
+    else {"lib_name": None, "lib_version": None}
+)
+
+
 def redis_client(access: RedisAccess, **options: Any) -> Redis:
     """An asyncio client; ``options`` add to redis-py's (``decode_responses``, timeouts)."""
-    return Redis.from_url(access.required_url(), **access.connection_options(), **options)
+    return Redis.from_url(
+        access.required_url(),
+        **access.connection_options(),
+        **{**_NO_CLIENT_SETINFO, **options},
+    )
 
 
 def sync_redis_client(access: RedisAccess, **options: Any) -> redis.Redis:
     """A blocking client, for start-up chores outside the event loop."""
-    return redis.Redis.from_url(access.required_url(), **access.connection_options(), **options)
+    return redis.Redis.from_url(
+        access.required_url(),
+        **access.connection_options(),
+        **{**_NO_CLIENT_SETINFO, **options},
+    )
 
 
 def redis_broker(access: RedisAccess, **options: Any) -> RedisBroker:
