@@ -58,7 +58,6 @@ _GROUP_READER = (
     "xinfo|groups",
 )
 """What a batch consumer with a claimer, a readiness probe and group metrics sends."""
-_SCRIPTS = ("evalsha", "script|load")
 _TRANSACTIONS = ("multi", "exec", "discard")
 
 
@@ -116,14 +115,15 @@ def _token_service(keys: Keys) -> RedisUser:
         *_GROUP_READER,
         "xadd",
         "xdel",
-        *_SCRIPTS,
+        # It alone loads code into Redis: the library of functions, at start-up.
+        *("fcall", "function|load"),
         *_TRANSACTIONS,
         "publish",
         # scrub.py: after deleting an entry that held a pasted token, it has Redis rewrite
         # the append-only file, so the token leaves the disk too (INFO tells whether the
         # AOF is on at all)
         *("bgrewriteaof", "info"),
-        # what its scripts and reads call
+        # what its functions and reads call
         *("get", "set", "del", "exists", "sismember"),
         *("hget", "hmget", "hgetall", "hset", "pexpireat"),
         *("zadd", "zrange", "zrangebyscore", "zrem", "zremrangebyscore"),
@@ -139,9 +139,9 @@ def _token_service(keys: Keys) -> RedisUser:
         f"~{keys.index}",
         f"~{keys.expiries}",
         f"~{p}:command:*",
-        # Only read (SISMEMBER), but a script names it in KEYS, and Redis checks a
-        # script's declared keys for read and write.
-        f"~{keys.admins}",
+        # SISMEMBER only: the functions take its name as an argument, not in KEYS, which
+        # Redis checks for writing as well as reading.
+        f"%R~{keys.admins}",
     )
     return RedisUser(
         "token-service",
@@ -152,21 +152,23 @@ def _token_service(keys: Keys) -> RedisUser:
 
 def _audit_worker(keys: Keys) -> RedisUser:
     p = keys.prefix
-    commands = (
-        "ping",
-        *_GROUP_READER,
-        *_SCRIPTS,
-        *_TRANSACTIONS,
-        # what its scripts call
-        *("exists", "hget", "hset", "hincrby", "rpush", "pexpire"),
-        *("sadd", "sismember"),
+    # The folds run as library functions it may call but not load; every command they send
+    # is checked against the grants below, each command only on the keys it needs there.
+    streams = Grant(
+        ("ping", *_GROUP_READER, *_TRANSACTIONS, "fcall"), (f"~{keys.usage}", f"~{keys.events}")
     )
     return RedisUser(
         "audit-worker",
         "the audit worker (`python -m workers.audit`)",
         (
-            Grant(commands, (f"~{keys.usage}", f"~{keys.events}", f"~{p}:token:*", f"~{p}:seen:*")),
+            streams,
             Grant(("xadd",), (f"~{keys.dead_letter}",)),
+            # last_used_ms in the token record (it also checks the token exists)
+            Grant(("exists", "hget", "hset"), (f"~{p}:token:*",)),
+            Grant(("hincrby",), (f"~{p}:token:*:daily",)),
+            Grant(("rpush",), (f"~{p}:token:*:audit",)),
+            # event ids already folded, by the hour
+            Grant(("sadd", "sismember", "pexpire"), (f"~{p}:seen:*",)),
         ),
     )
 
