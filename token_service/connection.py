@@ -76,15 +76,25 @@ class RedisAccess(BaseSettings):
         return self.redis_url
 
 
-# Without a library name and version, redis-py sends no CLIENT SETINFO on connecting: our
-# ACL users may not run it (Redis 7.0 does not know it), and from Redis 7.2 each refusal
-# would land in the ACL log, among the refusals that matter. redis-py 8 takes this as
-# ``driver_info=None``; older versions as ``lib_name`` and ``lib_version``.
-_NO_CLIENT_SETINFO: dict[str, None] = (
-    {"driver_info": None}
-    if "driver_info" in inspect.signature(Redis.__init__).parameters
-    else {"lib_name": None, "lib_version": None}
-)
+def _quiet_handshake() -> dict[str, Any]:
+    # On connecting, redis-py sends CLIENT SETINFO (its name and version) and, from version
+    # 7, CLIENT MAINT_NOTIFICATIONS. No ACL user of ours may run either (Redis 7.0 knows
+    # neither), and from Redis 7.2 each refusal lands in the ACL log, among the refusals
+    # that matter. Older redis-py versions take `lib_name` and `lib_version` instead.
+    parameters = inspect.signature(Redis.__init__).parameters
+    options: dict[str, Any] = (
+        {"driver_info": None}
+        if "driver_info" in parameters
+        else {"lib_name": None, "lib_version": None}
+    )
+    if "maint_notifications_config" in parameters:
+        from redis.maint_notifications import MaintNotificationsConfig
+
+        options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    return options
+
+
+_QUIET_HANDSHAKE = _quiet_handshake()
 
 
 def redis_client(access: RedisAccess, **options: Any) -> Redis:
@@ -92,7 +102,7 @@ def redis_client(access: RedisAccess, **options: Any) -> Redis:
     return Redis.from_url(
         access.required_url(),
         **access.connection_options(),
-        **{**_NO_CLIENT_SETINFO, **options},
+        **{**_QUIET_HANDSHAKE, **options},
     )
 
 
@@ -101,7 +111,7 @@ def sync_redis_client(access: RedisAccess, **options: Any) -> redis.Redis:
     return redis.Redis.from_url(
         access.required_url(),
         **access.connection_options(),
-        **{**_NO_CLIENT_SETINFO, **options},
+        **{**_QUIET_HANDSHAKE, **options},
     )
 
 
