@@ -305,6 +305,32 @@ async def test_publisher_sends_commands_and_hears_its_replies_only(
         await pubsub.aclose()
 
 
+async def test_a_stream_writer_may_still_trim_or_exhaust_the_stream_it_writes(
+    acl_server: AclServer, connect: Any
+) -> None:
+    """A residual risk, pinned (README, "Least privilege"): XADD's own options trim, and an
+    explicit id may use up the id space. An ACL grants a command, not its arguments."""
+    keys = acl_server.keys
+    publisher, gateway = await connect("publisher"), await connect("gateway")
+    inspector = await connect(INSPECTOR)
+    for _ in range(3):
+        await publisher.xadd(keys.commands, {"data": "{}"})
+        await gateway.xadd(keys.usage, {"data": "{}"})
+    await _refused(publisher.xtrim(keys.commands, 0))  # the command on its own is refused,
+    await _refused(gateway.xtrim(keys.usage, 0))
+    # ...but XADD with MAXLEN 0 or a MINID past everything trims all the others.
+    await publisher.xadd(keys.commands, {"data": "{}"}, maxlen=0, approximate=False)
+    await gateway.xadd(keys.usage, {"data": "{}"}, minid="99999999999999", approximate=False)
+    assert await inspector.xlen(keys.commands) == 0
+    assert await inspector.xlen(keys.usage) == 0
+    # The largest id there is: no entry can follow it, so the stream takes no more.
+    await publisher.xadd(
+        keys.commands, {"data": "{}"}, id="18446744073709551615-18446744073709551615"
+    )
+    with pytest.raises(ResponseError, match="exhausted the last possible ID"):
+        await publisher.xadd(keys.commands, {"data": "{}"})
+
+
 async def test_audit_worker_never_touches_secrets_or_writes_events(
     acl_server: AclServer, connect: Any
 ) -> None:
