@@ -11,8 +11,17 @@ equal). Redis ACL files take no comments, so the reasons live here:
 - A user is a list of :class:`Grant`: the first is its root permissions, each further
   one a Redis selector (``(...)``), so that, for example, the gateway may XADD to
   ``tokens:usage`` but only read ``tokens:secret:*``.
-- Commands a Lua script sends are checked against the caller's permissions too, so the
-  command lists include what the scripts in ``lua/`` call.
+- Only ``token-service`` may bring code into Redis, and only as the library of functions
+  (FUNCTION LOAD; no user may SCRIPT LOAD, EVAL or EVALSHA). A user who may load code may
+  load a loop that never ends, and a script that wrote before looping cannot be killed:
+  Redis would answer BUSY to everyone until restarted. ``audit-worker`` may FCALL, which
+  runs the service's code only. ``operator`` may SCRIPT KILL and FUNCTION KILL.
+- Commands a function sends are checked against the caller's permissions too, so the
+  command lists include what the functions in ``lua/`` call; the keys given to FCALL are
+  checked for reading and writing, so a key a user may only read is passed as an
+  argument (``tokens:admins``, read-only for ``token-service``).
+- Selectors tie each command to the keys it is sent to: the audit worker's data commands
+  reach only the token and seen keys, never the streams it consumes.
 - ``token-service`` may PUBLISH on any channel: a command's ``reply_to`` is any channel
   its publisher picked (FastStream's request/reply picks a random one).
 - ``token-service`` alone may BGREWRITEAOF (and INFO, to see whether the append-only
