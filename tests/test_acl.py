@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 from typer.testing import CliRunner
 
+from contracts import TokenUsed, utc_now
 from tests.conftest import ADMIN
 from tests.processes import audit_worker_process, service_process
 from token_service.acl import FORBIDDEN, dev_password, password_hash, render, users
@@ -30,12 +31,15 @@ from token_service.app import build_service
 from token_service.client import TokenClient
 from token_service.connection import RedisAccess, redis_client
 from token_service.embedded import EmbeddedRedis, free_port
+from token_service.functions import library_version, load_library, loaded_version
 from token_service.gateway import Accepted, Rejected, RejectReason, Verifier
 from token_service.keys import Keys
 from token_service.settings import ServiceSettings
 from token_service.store import TokenStore
 from token_service.usage import UsageReporter
 from tokenctl.cli import app as tokenctl_app
+from workers.audit import build_worker
+from workers.settings import AuditSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS = [user.name for user in users()]
@@ -43,7 +47,7 @@ INSPECTOR = "acl-inspector"
 """A user for the tests' own eyes only: reads everything, reads the ACL log, changes nothing."""
 _INSPECTOR_LINE = (
     f"user {INSPECTOR} on #{password_hash('inspect')} resetkeys resetchannels -@all"
-    " +acl|log +info +hgetall +lrange +xinfo|groups %R~*\n"
+    " +acl|log +info +hgetall +hget +lrange +xlen +xinfo|groups %R~*\n"
 )
 
 
@@ -104,6 +108,33 @@ async def connect(acl_server: AclServer) -> AsyncIterator[Any]:
 async def _refused(call: Any) -> None:
     with pytest.raises(NoPermissionError):
         await call
+
+
+_HANDSHAKE = ("client|setinfo", "client|maint_notifications")
+"""What FastStream's own connections send on connecting: no user of ours may run it (our
+own clients do not send it), and the clients carry on without it."""
+
+
+async def _refusals(inspector: Redis) -> list[Any]:
+    """Redis' ACL log, less the handshake commands FastStream's connections send."""
+    entries = await inspector.acl_log()
+    return [entry for entry in entries if entry.get("object") not in _HANDSHAKE]
+
+
+async def _errors_replied(inspector: Redis) -> int:
+    return int((await inspector.info("stats"))["total_error_replies"])
+
+
+async def test_our_clients_send_no_client_setinfo(connect: Any) -> None:
+    """No user may run CLIENT SETINFO (nor CLIENT MAINT_NOTIFICATIONS), and Redis 7.2+ logs
+    each refusal: our clients must not send them (on 7.0 they are unknown subcommands, an
+    error reply all the same)."""
+    inspector = await connect(INSPECTOR)
+    before = await _errors_replied(inspector)
+    for user in USERS:
+        assert await (await connect(user)).ping()
+    assert await _errors_replied(inspector) == before
+    assert await _refusals(inspector) == []
 
 
 def test_committed_acl_file_is_the_rendering_for_the_default_prefix() -> None:
@@ -201,15 +232,41 @@ async def test_gateway_reads_secrets_and_reports_use_but_changes_nothing(
     await _refused(gateway.xadd(keys.events, {"data": "{}"}))
     await _refused(gateway.hgetall(keys.token("01TOKEN")))
     await _refused(gateway.xrange(keys.usage))  # it writes usage, it does not read it
-    # Scripts: only read-only ones, which may only read what the gateway may read.
-    await _refused(gateway.eval("return 1", 0))
-    await _refused(gateway.evalsha("0" * 40, 0))
-    sha = await gateway.script_load("return redis.call('DEL', KEYS[1])")
-    with pytest.raises(ResponseError):  # a write from a read-only script
-        await gateway.evalsha_ro(sha, 1, secret)
-    sneaky = await gateway.script_load("return redis.call('XRANGE', KEYS[1], '-', '+')")
-    await _refused(gateway.evalsha_ro(sneaky, 1, keys.commands))
     assert await service.exists(secret)
+
+
+_NEVER_ENDS = "while true do end"
+_LIBRARY = "#!lua name=mischief\nredis.register_function('spin', function() while true do end end)"
+
+
+@pytest.mark.parametrize(
+    "user", ["gateway", "audit-worker", "operator", "publisher", "healthcheck"]
+)
+async def test_only_the_token_service_may_bring_code_into_redis(user: str, connect: Any) -> None:
+    """A user who may load a script may load one that never ends, and a script that wrote
+    before looping cannot be killed: Redis would answer BUSY to everyone until restarted."""
+    redis = await connect(user)
+    await _refused(redis.script_load(_NEVER_ENDS))
+    await _refused(redis.eval(_NEVER_ENDS, 0))
+    await _refused(redis.execute_command("EVAL_RO", _NEVER_ENDS, 0))
+    await _refused(redis.evalsha("0" * 40, 0))
+    await _refused(redis.evalsha_ro("0" * 40, 0))
+    await _refused(redis.function_load(_LIBRARY))
+    await _refused(redis.function_load(_LIBRARY, replace=True))
+    await _refused(redis.execute_command("FUNCTION", "RESTORE", b"\x00"))
+    await _refused(redis.execute_command("FUNCTION", "DELETE", "token_service"))
+    await _refused(redis.execute_command("FUNCTION", "FLUSH"))
+    if user != "audit-worker":  # the worker runs the service's folds, and nothing else
+        await _refused(redis.fcall("tokens_library_version", 0))
+        await _refused(redis.fcall_ro("tokens_library_version", 0))
+
+
+async def test_operator_may_stop_a_runaway_script_but_run_none(connect: Any) -> None:
+    operator = await connect("operator")
+    # Nothing runs, so Redis says so; what matters is that it did not answer NOPERM.
+    for kill in (operator.script_kill(), operator.execute_command("FUNCTION", "KILL")):
+        with pytest.raises(ResponseError, match="NOTBUSY"):
+            await kill
 
 
 async def test_publisher_sends_commands_and_hears_its_replies_only(
@@ -248,6 +305,32 @@ async def test_publisher_sends_commands_and_hears_its_replies_only(
         await pubsub.aclose()
 
 
+async def test_a_stream_writer_may_still_trim_or_exhaust_the_stream_it_writes(
+    acl_server: AclServer, connect: Any
+) -> None:
+    """A residual risk, pinned (README, "Least privilege"): XADD's own options trim, and an
+    explicit id may use up the id space. An ACL grants a command, not its arguments."""
+    keys = acl_server.keys
+    publisher, gateway = await connect("publisher"), await connect("gateway")
+    inspector = await connect(INSPECTOR)
+    for _ in range(3):
+        await publisher.xadd(keys.commands, {"data": "{}"})
+        await gateway.xadd(keys.usage, {"data": "{}"})
+    await _refused(publisher.xtrim(keys.commands, 0))  # the command on its own is refused,
+    await _refused(gateway.xtrim(keys.usage, 0))
+    # ...but XADD with MAXLEN 0 or a MINID past everything trims all the others.
+    await publisher.xadd(keys.commands, {"data": "{}"}, maxlen=0, approximate=False)
+    await gateway.xadd(keys.usage, {"data": "{}"}, minid="99999999999999", approximate=False)
+    assert await inspector.xlen(keys.commands) == 0
+    assert await inspector.xlen(keys.usage) == 0
+    # The largest id there is: no entry can follow it, so the stream takes no more.
+    await publisher.xadd(
+        keys.commands, {"data": "{}"}, id="18446744073709551615-18446744073709551615"
+    )
+    with pytest.raises(ResponseError, match="exhausted the last possible ID"):
+        await publisher.xadd(keys.commands, {"data": "{}"})
+
+
 async def test_audit_worker_never_touches_secrets_or_writes_events(
     acl_server: AclServer, connect: Any
 ) -> None:
@@ -266,6 +349,37 @@ async def test_audit_worker_never_touches_secrets_or_writes_events(
     assert await worker.xgroup_create(keys.usage, "audit-usage", id="0", mkstream=True)
 
 
+async def test_audit_worker_may_not_expire_delete_or_overwrite_the_streams(
+    acl_server: AclServer, connect: Any
+) -> None:
+    keys = acl_server.keys
+    service, worker = await connect("token-service"), await connect("audit-worker")
+    await service.xadd(keys.events, {"data": "{}"})
+    await worker.xgroup_create(keys.usage, "audit-usage", id="0", mkstream=True)
+    for stream in (keys.events, keys.usage):
+        await _refused(worker.pexpire(stream, 1))
+        await _refused(worker.delete(stream))
+        await _refused(worker.hset(stream, "data", "x"))
+        await _refused(worker.sadd(stream, "x"))
+        await _refused(worker.rpush(stream, "x"))
+        await _refused(worker.hincrby(stream, "x", 1))
+        await _refused(worker.execute_command("XTRIM", stream, "MAXLEN", "0"))
+    # Each data command only where the folds use it.
+    token = keys.token("01TOKEN")
+    await _refused(worker.pexpire(token, 1))
+    await _refused(worker.rpush(token, "x"))
+    await _refused(worker.hincrby(keys.token_audit("01TOKEN"), "x", 1))
+    await _refused(worker.hset(f"{keys.prefix}:seen:1", "x", "y"))
+    await _refused(worker.set(token, "x"))
+    # What the folds do, it still may.
+    assert await worker.hset(token, "last_used_ms", "1") == 1
+    assert await worker.hincrby(keys.token_daily("01TOKEN"), "2026-11-29", 2) == 2
+    assert await worker.rpush(keys.token_audit("01TOKEN"), "{}") == 1
+    assert await worker.sadd(f"{keys.prefix}:seen:1", "e-1") == 1
+    assert await worker.pexpire(f"{keys.prefix}:seen:1", 60_000)
+    assert await (await connect(INSPECTOR)).xlen(keys.events) == 1
+
+
 async def test_token_service_reads_admins_but_cannot_change_them_or_usage(
     acl_server: AclServer, connect: Any
 ) -> None:
@@ -275,8 +389,109 @@ async def test_token_service_reads_admins_but_cannot_change_them_or_usage(
     assert await service.sismember(keys.admins, "bob")
     await _refused(service.sadd(keys.admins, "mallory"))
     await _refused(service.srem(keys.admins, "bob"))
+    await _refused(service.delete(keys.admins))
+    await _refused(service.set(keys.admins, "x"))
+    await _refused(service.pexpireat(keys.admins, 1))
+    await _refused(service.rename(keys.admins, keys.index))
     await _refused(service.xadd(keys.usage, {"data": "{}"}))
     await _refused(service.hgetall(f"{keys.prefix}:seen:1"))
+
+
+async def test_the_admin_check_reads_the_admins_set_under_the_services_user(
+    acl_server: AclServer, connect: Any
+) -> None:
+    keys = acl_server.keys
+    service, operator = await connect("token-service"), await connect("operator")
+    await operator.sadd(keys.admins, "bob")
+    await load_library(service)
+
+    async def revoke_as(actor: str) -> list[str]:
+        # The guard, then the revoke of a token that does not exist.
+        return cast(
+            list[str],
+            await service.fcall(
+                "tokens_revoke",
+                5,
+                keys.command(f"c-{actor}"),
+                *(keys.token("01NONE"), keys.token_secrets("01NONE")),
+                *(keys.expiries, keys.events),
+                *(actor, keys.admins, 60_000, "01NONE", "now", "{}"),
+                *(keys.secret_prefix, keys.name_prefix, 0),
+            ),
+        )
+
+    assert (await revoke_as("bob"))[:2] == ["rejected", "not_found"]
+    assert (await revoke_as("mallory"))[:2] == ["rejected", "forbidden"]
+    # Named in KEYS, as a write-capable argument, the set is out of reach.
+    await _refused(service.fcall("tokens_reject", 2, keys.admins, keys.events, "{}", "{}", 1))
+
+
+async def test_audit_worker_calls_the_folds_but_no_command_function(
+    acl_server: AclServer, connect: Any
+) -> None:
+    keys = acl_server.keys
+    service, worker = await connect("token-service"), await connect("audit-worker")
+    await load_library(service)
+    assert await loaded_version(worker) == library_version()
+    await service.hset(keys.token("01TOKEN"), "status", "active")
+    # A command function sends commands the worker may not: Redis refuses them inside it,
+    # even given keys the worker may name.
+    streams = (keys.usage, keys.events)
+    with pytest.raises(ResponseError, match="can't run this command"):
+        await worker.fcall("tokens_reject", 2, *streams, "{}", "{}", 1)
+    with pytest.raises(ResponseError, match="can't run this command"):
+        await worker.fcall("tokens_expire", 2, *streams, 1, "now", keys.prefix, "01EVENT")
+    # Given any other key, Redis refuses the call itself.
+    await _refused(
+        worker.fcall("tokens_reject", 2, keys.command("c-1"), keys.events, "{}", "{}", 1)
+    )
+    assert await service.hget(keys.token("01TOKEN"), "status") == "active"
+
+
+async def test_audit_worker_started_before_the_library_waits_and_loses_nothing(
+    acl_server: AclServer, connect: Any
+) -> None:
+    keys = acl_server.keys
+    service, inspector = await connect("token-service"), await connect(INSPECTOR)
+    gateway = await connect("gateway")
+    await service.hset(keys.token("01EARLY"), "status", "active")
+    settings = AuditSettings(
+        **acl_server.access("audit-worker").access_fields(),
+        key_prefix=keys.prefix,
+        consumer_name="audit-early",
+        poll_ms=20,
+        claim_idle_ms=200,
+        max_deliveries=1,
+        http_port=0,
+    )
+    built = build_worker(settings)
+    starting = asyncio.create_task(built.app.start())
+    try:
+        used = TokenUsed(token_id="01EARLY", actor="gw", used_at=utc_now(), count=3, gateway="gw")
+        await gateway.xadd(keys.usage, {"data": used.to_json()})
+        await asyncio.sleep(0.5)
+        assert built.health is not None
+        readiness = await built.health.readiness()
+        assert not readiness.ready
+        assert "functions" in readiness.reason
+        assert not await inspector.hget(keys.token("01EARLY"), "last_used_ms")
+
+        await load_library(service)  # what the token service does at start-up
+        await asyncio.wait_for(starting, 10)
+
+        async def folded() -> bool:
+            return bool(await inspector.hget(keys.token("01EARLY"), "last_used_ms"))
+
+        await _until(folded)
+        assert (await built.health.readiness()).ready
+        assert await inspector.xinfo_groups(keys.usage)
+        # Nothing was given up on: the dead-letter stream stayed empty.
+        assert await inspector.xlen(keys.dead_letter) == 0
+    finally:
+        if not starting.done():
+            starting.cancel()
+        await built.app.stop()
+    assert await _refusals(inspector) == []
 
 
 async def test_operator_reads_and_manages_admins_but_changes_no_token(
@@ -411,7 +626,7 @@ async def test_every_component_does_its_work_as_its_own_user(
         print(log.read_text(errors="replace"))
         raise
     # Nothing any component did was refused, even where the code would have coped.
-    assert await inspector.execute_command("ACL", "LOG") == []
+    assert await _refusals(inspector) == []
     written = log.read_text(errors="replace")
     for user in ("token-service", "audit-worker"):
         assert dev_password(user) not in written
@@ -466,4 +681,4 @@ async def test_tokenctl_does_its_work_as_operator(
         await service.app.stop()
         await service.store.redis.aclose()
     inspector = await connect(INSPECTOR)
-    assert await inspector.execute_command("ACL", "LOG") == []
+    assert await _refusals(inspector) == []

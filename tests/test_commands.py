@@ -336,13 +336,15 @@ async def test_grace_never_outlives_the_token_and_the_event_says_so(
     assert 590 <= await redis.ttl(keys.secret(secret_digest(created.secret))) <= 600
 
 
-async def test_commands_still_work_after_redis_forgets_its_scripts(
+async def test_commands_still_work_after_redis_forgets_its_functions(
     client: TokenClient, redis: Redis
 ) -> None:
-    await redis.script_flush()
+    await redis.function_flush()
     created = await client.generate("after-flush", ["entities:read"])
     assert created.ok
     assert created.secret is not None
     assert created.token is not None
-    await redis.script_flush()
+    await redis.function_flush()
     assert (await client.revoke(created.token.id)).ok
+    await redis.function_flush()
+    assert (await client.revoke(created.token.id)).error.code == "conflict"  # type: ignore[union-attr]

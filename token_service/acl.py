@@ -11,8 +11,17 @@ equal). Redis ACL files take no comments, so the reasons live here:
 - A user is a list of :class:`Grant`: the first is its root permissions, each further
   one a Redis selector (``(...)``), so that, for example, the gateway may XADD to
   ``tokens:usage`` but only read ``tokens:secret:*``.
-- Commands a Lua script sends are checked against the caller's permissions too, so the
-  command lists include what the scripts in ``lua/`` call.
+- Only ``token-service`` may bring code into Redis, and only as the library of functions
+  (FUNCTION LOAD; no user may SCRIPT LOAD, EVAL or EVALSHA). A user who may load code may
+  load a loop that never ends, and a script that wrote before looping cannot be killed:
+  Redis would answer BUSY to everyone until restarted. ``audit-worker`` may FCALL, which
+  runs the service's code only. ``operator`` may SCRIPT KILL and FUNCTION KILL.
+- Commands a function sends are checked against the caller's permissions too, so the
+  command lists include what the functions in ``lua/`` call; the keys given to FCALL are
+  checked for reading and writing, so a key a user may only read is passed as an
+  argument (``tokens:admins``, read-only for ``token-service``).
+- Selectors tie each command to the keys it is sent to: the audit worker's data commands
+  reach only the token and seen keys, never the streams it consumes.
 - ``token-service`` may PUBLISH on any channel: a command's ``reply_to`` is any channel
   its publisher picked (FastStream's request/reply picks a random one).
 - ``token-service`` alone may BGREWRITEAOF (and INFO, to see whether the append-only
@@ -58,7 +67,6 @@ _GROUP_READER = (
     "xinfo|groups",
 )
 """What a batch consumer with a claimer, a readiness probe and group metrics sends."""
-_SCRIPTS = ("evalsha", "script|load")
 _TRANSACTIONS = ("multi", "exec", "discard")
 
 
@@ -99,117 +107,132 @@ def users(prefix: str = "tokens") -> list[RedisUser]:
     if not _SAFE_PREFIX.fullmatch(prefix):
         raise ValueError(f"key prefix {prefix!r} would need escaping in an ACL key pattern")
     keys = Keys(prefix)
-    p = prefix
     return [
-        RedisUser(
-            "token-service",
-            "the command handler (`python -m token_service`)",
-            (
-                Grant(
-                    (
-                        "ping",
-                        *_GROUP_READER,
-                        "xadd",
-                        "xdel",
-                        *_SCRIPTS,
-                        *_TRANSACTIONS,
-                        "publish",
-                        # scrub.py: after deleting an entry that held a pasted token, it
-                        # has Redis rewrite the append-only file, so the token leaves the
-                        # disk too (INFO tells whether the AOF is on at all)
-                        *("bgrewriteaof", "info"),
-                        # what its scripts and reads call
-                        *("get", "set", "del", "exists", "sismember"),
-                        *("hget", "hmget", "hgetall", "hset", "pexpireat"),
-                        *("zadd", "zrange", "zrangebyscore", "zrem", "zremrangebyscore"),
-                    ),
-                    (
-                        f"~{keys.commands}",
-                        f"~{keys.events}",
-                        f"~{keys.dead_letter}",
-                        f"~{keys.secret_prefix}*",
-                        f"~{p}:token:*",
-                        f"~{keys.name_prefix}*",
-                        f"~{p}:digest:*",
-                        f"~{keys.index}",
-                        f"~{keys.expiries}",
-                        f"~{p}:command:*",
-                        # Only read (SISMEMBER), but a script names it in KEYS, and
-                        # Redis checks a script's declared keys for read and write.
-                        f"~{keys.admins}",
-                    ),
-                    ("&*",),
-                ),
-            ),
-        ),
-        RedisUser(
-            "audit-worker",
-            "the audit worker (`python -m workers.audit`)",
-            (
-                Grant(
-                    (
-                        "ping",
-                        *_GROUP_READER,
-                        *_SCRIPTS,
-                        *_TRANSACTIONS,
-                        # what its scripts call
-                        *("exists", "hget", "hset", "hincrby", "rpush", "pexpire"),
-                        *("sadd", "sismember"),
-                    ),
-                    (f"~{keys.usage}", f"~{keys.events}", f"~{p}:token:*", f"~{p}:seen:*"),
-                ),
-                Grant(("xadd",), (f"~{keys.dead_letter}",)),
-            ),
-        ),
-        RedisUser(
-            "gateway",
-            "gateways: `Verifier` and `UsageReporter`",
-            (
-                Grant(
-                    # EVALSHA_RO runs the lookup script: a script of any origin may only
-                    # read, and only the keys this user may read.
-                    ("ping", "hgetall", "hmget", "evalsha_ro", "script|load", *_TRANSACTIONS),
-                    (f"%R~{keys.secret_prefix}*",),
-                ),
-                Grant(("xadd",), (f"~{keys.usage}",)),
-            ),
-        ),
-        RedisUser(
-            "publisher",
-            "admin-side services sending commands with `TokenClient`",
-            (
-                Grant(("ping", "subscribe", "unsubscribe"), (), (f"&{p}:replies:*",)),
-                Grant(("xadd",), (f"~{keys.commands}",)),
-            ),
-        ),
-        RedisUser(
-            "operator",
-            "people, through `tokenctl`: list, show, audit, send commands, manage admins",
-            (
-                Grant(
-                    (
-                        "ping",
-                        "subscribe",
-                        "unsubscribe",
-                        *("get", "hgetall", "hmget", "zrange", "xrevrange"),
-                        # `tokenctl verify` checks a token the way a gateway does
-                        *("evalsha_ro", "script|load"),
-                    ),
-                    (
-                        f"%R~{p}:token:*",
-                        f"%R~{keys.index}",
-                        f"%R~{keys.events}",
-                        f"%R~{p}:digest:*",
-                        f"%R~{keys.secret_prefix}*",
-                    ),
-                    (f"&{p}:replies:*",),
-                ),
-                Grant(("xadd",), (f"~{keys.commands}",)),
-                Grant(("smembers", "sismember", "sadd", "srem"), (f"~{keys.admins}",)),
-            ),
-        ),
+        _token_service(keys),
+        _audit_worker(keys),
+        _gateway(keys),
+        _publisher(keys),
+        _operator(keys),
         RedisUser("healthcheck", "container health checks (`redis-cli ping`)", (Grant(("ping",)),)),
     ]
+
+
+def _token_service(keys: Keys) -> RedisUser:
+    p = keys.prefix
+    commands = (
+        "ping",
+        *_GROUP_READER,
+        "xadd",
+        "xdel",
+        # It alone loads code into Redis: the library of functions, at start-up.
+        *("fcall", "function|load"),
+        *_TRANSACTIONS,
+        "publish",
+        # scrub.py: after deleting an entry that held a pasted token, it has Redis rewrite
+        # the append-only file, so the token leaves the disk too (INFO tells whether the
+        # AOF is on at all)
+        *("bgrewriteaof", "info"),
+        # what its functions and reads call
+        *("get", "set", "del", "exists", "sismember"),
+        *("hget", "hmget", "hgetall", "hset", "pexpireat"),
+        *("zadd", "zrange", "zrangebyscore", "zrem", "zremrangebyscore"),
+    )
+    owned = (
+        f"~{keys.commands}",
+        f"~{keys.events}",
+        f"~{keys.dead_letter}",
+        f"~{keys.secret_prefix}*",
+        f"~{p}:token:*",
+        f"~{keys.name_prefix}*",
+        f"~{p}:digest:*",
+        f"~{keys.index}",
+        f"~{keys.expiries}",
+        f"~{p}:command:*",
+        # SISMEMBER only: the functions take its name as an argument, not in KEYS, which
+        # Redis checks for writing as well as reading.
+        f"%R~{keys.admins}",
+    )
+    return RedisUser(
+        "token-service",
+        "the command handler (`python -m token_service`)",
+        (Grant(commands, owned, ("&*",)),),
+    )
+
+
+def _audit_worker(keys: Keys) -> RedisUser:
+    p = keys.prefix
+    # The folds run as library functions it may call but not load; every command they send
+    # is checked against the grants below, each command only on the keys it needs there.
+    streams = Grant(
+        ("ping", *_GROUP_READER, *_TRANSACTIONS, "fcall"), (f"~{keys.usage}", f"~{keys.events}")
+    )
+    return RedisUser(
+        "audit-worker",
+        "the audit worker (`python -m workers.audit`)",
+        (
+            streams,
+            Grant(("xadd",), (f"~{keys.dead_letter}",)),
+            # last_used_ms in the token record (it also checks the token exists)
+            Grant(("exists", "hget", "hset"), (f"~{p}:token:*",)),
+            Grant(("hincrby",), (f"~{p}:token:*:daily",)),
+            Grant(("rpush",), (f"~{p}:token:*:audit",)),
+            # event ids already folded, by the hour
+            Grant(("sadd", "sismember", "pexpire"), (f"~{p}:seen:*",)),
+        ),
+    )
+
+
+def _gateway(keys: Keys) -> RedisUser:
+    return RedisUser(
+        "gateway",
+        "gateways: `Verifier` and `UsageReporter`",
+        (
+            # Plain reads only, pipelined: a user who may run scripts may also run one
+            # that never ends, and Redis answers nobody else until it does.
+            Grant(("ping", "hgetall", "hmget", *_TRANSACTIONS), (f"%R~{keys.secret_prefix}*",)),
+            Grant(("xadd",), (f"~{keys.usage}",)),
+        ),
+    )
+
+
+def _publisher(keys: Keys) -> RedisUser:
+    return RedisUser(
+        "publisher",
+        "admin-side services sending commands with `TokenClient`",
+        (
+            Grant(("ping", "subscribe", "unsubscribe"), (), (f"&{keys.prefix}:replies:*",)),
+            Grant(("xadd",), (f"~{keys.commands}",)),
+        ),
+    )
+
+
+def _operator(keys: Keys) -> RedisUser:
+    p = keys.prefix
+    reads = (
+        "ping",
+        "subscribe",
+        "unsubscribe",
+        *("get", "hgetall", "hmget", "zrange", "xrevrange"),
+        # To stop a runaway script or function, should one ever block Redis; it may run
+        # none itself (`tokenctl verify` checks a token the way a gateway does, by HMGET).
+        *("script|kill", "function|kill"),
+    )
+    readable = (
+        f"%R~{p}:token:*",
+        f"%R~{keys.index}",
+        f"%R~{keys.events}",
+        f"%R~{p}:digest:*",
+        f"%R~{keys.secret_prefix}*",
+    )
+    return RedisUser(
+        "operator",
+        "people, through `tokenctl`: list, show, audit, send commands, manage admins",
+        (
+            Grant(reads, readable, (f"&{p}:replies:*",)),
+            Grant(("xadd",), (f"~{keys.commands}",)),
+            Grant(("smembers", "sismember", "sadd", "srem"), (f"~{keys.admins}",)),
+        ),
+    )
 
 
 def dev_password(user: str) -> str:

@@ -46,7 +46,7 @@ class Service:
 
 
 async def _sweep_expired(store: TokenStore, every_ms: int) -> None:
-    """Mark expired tokens and emit TokenExpired; each process sweeps, the script dedupes."""
+    """Mark expired tokens and emit TokenExpired; each process sweeps, the function dedupes."""
     while True:
         try:
             while await store.expire_due(utc_now()) > 0:
@@ -112,13 +112,14 @@ def build_service(
         if health is not None:
             await health.start()
 
-        async def create_group_and_load_scripts() -> None:
+        async def create_group_and_load_functions() -> None:
             # A group FastStream creates starts at `$` and would skip commands sent before
             # the first start; creating it at 0 first makes FastStream find it and keep it.
             await store.ensure_group(keys.commands, GROUP)
-            await store.load_scripts()
+            # The audit worker's folds are in the library too: it waits for this.
+            await store.load_functions()
 
-        await until_redis_answers(create_group_and_load_scripts, "prepare")
+        await until_redis_answers(create_group_and_load_functions, "prepare")
         _log.info(
             "service_starting",
             consumer=settings.consumer_name,

@@ -8,6 +8,7 @@ Redis user (see ``token_service.acl``); ``rediss://`` URLs connect over TLS.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -87,14 +88,43 @@ class RedisAccess(BaseSettings):
         return self.redis_url
 
 
+def _quiet_handshake() -> dict[str, Any]:
+    # On connecting, redis-py sends CLIENT SETINFO (its name and version) and, from version
+    # 7, CLIENT MAINT_NOTIFICATIONS. No ACL user of ours may run either (Redis 7.0 knows
+    # neither), and from Redis 7.2 each refusal lands in the ACL log, among the refusals
+    # that matter. Older redis-py versions take `lib_name` and `lib_version` instead.
+    parameters = inspect.signature(Redis.__init__).parameters
+    options: dict[str, Any] = (
+        {"driver_info": None}
+        if "driver_info" in parameters
+        else {"lib_name": None, "lib_version": None}
+    )
+    if "maint_notifications_config" in parameters:
+        from redis.maint_notifications import MaintNotificationsConfig
+
+        options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    return options
+
+
+_QUIET_HANDSHAKE = _quiet_handshake()
+
+
 def redis_client(access: RedisAccess, **options: Any) -> Redis:
     """An asyncio client; ``options`` add to redis-py's (``decode_responses``, timeouts)."""
-    return Redis.from_url(access.required_url(), **access.connection_options(), **options)
+    return Redis.from_url(
+        access.required_url(),
+        **access.connection_options(),
+        **{**_QUIET_HANDSHAKE, **options},
+    )
 
 
 def sync_redis_client(access: RedisAccess, **options: Any) -> redis.Redis:
     """A blocking client, for start-up chores outside the event loop."""
-    return redis.Redis.from_url(access.required_url(), **access.connection_options(), **options)
+    return redis.Redis.from_url(
+        access.required_url(),
+        **access.connection_options(),
+        **{**_QUIET_HANDSHAKE, **options},
+    )
 
 
 def redis_broker(access: RedisAccess, **options: Any) -> RedisBroker:

@@ -1,8 +1,8 @@
 """Command handlers: plain functions from a command to the mutation that applies it.
 
 A handler checks what it can without Redis and returns either a :class:`Rejection`
-or a :class:`Mutation`: the script, keys and arguments that apply the command in one
-atomic step. Checks that need state (admins, names, status) run inside that script.
+or a :class:`Mutation`: the Redis function, keys and arguments that apply the command in
+one atomic step. Checks that need state (admins, names, status) run inside that function.
 """
 
 from __future__ import annotations
@@ -58,9 +58,10 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class Mutation:
-    """One atomic script call that applies a command, remembers it and writes its event."""
+    """One atomic function call that applies a command, remembers it and writes its event."""
 
-    script: str
+    function: str
+    """Which of the library's command functions (``generate``, ``revoke``, ``rotate``)."""
     keys: list[str]
     args: list[str | int]
     token_id: str
@@ -68,9 +69,10 @@ class Mutation:
 
 
 def _guard(command: CommandBase, context: Context) -> tuple[list[str], list[str | int]]:
-    keys = [context.keys.command(command.command_id), context.keys.admins]
-    is_admin = "1" if command.actor in context.admins else "0"
-    return keys, [command.actor, is_admin, context.command_ttl_ms]
+    keys = [context.keys.command(command.command_id)]
+    # Named in ARGV, not KEYS: the function only reads the set (see lua/_guard.lua).
+    look_up_in = "" if command.actor in context.admins else context.keys.admins
+    return keys, [command.actor, look_up_in, context.command_ttl_ms]
 
 
 def generate(command: GenerateToken, context: Context) -> Mutation | Rejection:

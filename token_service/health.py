@@ -1,8 +1,9 @@
 """Liveness, readiness and metrics over HTTP, served from the process's own event loop.
 
 - ``GET /livez``: 200 while the event loop answers at all.
-- ``GET /readyz``: 200 when Redis answers and every consumer group this process reads
-  exists; 503 with the reason otherwise. A process that is waiting for Redis is alive
+- ``GET /readyz``: 200 when Redis answers, every consumer group this process reads
+  exists and, for a process that calls them, the Redis functions are loaded; 503 with
+  the reason otherwise. A process that is waiting for Redis is alive
   but not ready.
 - ``GET /metrics``: the process's Prometheus registry, with the consumer-group gauges
   read from Redis just before.
@@ -21,6 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from token_service.functions import loaded_version
 from token_service.metrics import GroupMetrics
 
 __all__ = ["HealthServer", "Readiness", "until_redis_answers"]
@@ -59,6 +61,7 @@ class Readiness:
 class _Watched:
     redis: Redis
     groups: list[tuple[str, str]] = field(default_factory=list)
+    calls_functions: bool = False
 
 
 class HealthServer:
@@ -72,9 +75,12 @@ class HealthServer:
         self._groups = GroupMetrics(registry)
         self._runner: web.AppRunner | None = None
 
-    def watch(self, redis: Redis, groups: Sequence[tuple[str, str]]) -> None:
-        """Count ``redis`` and these ``(stream, group)`` pairs in readiness and metrics."""
-        self._watched.append(_Watched(redis, list(groups)))
+    def watch(
+        self, redis: Redis, groups: Sequence[tuple[str, str]], *, calls_functions: bool = False
+    ) -> None:
+        """Count ``redis`` and these ``(stream, group)`` pairs in readiness and metrics;
+        with ``calls_functions``, the process is not ready until the library is loaded."""
+        self._watched.append(_Watched(redis, list(groups), calls_functions))
 
     async def readiness(self) -> Readiness:
         """Ask Redis now: is it there, and are all the groups?"""
@@ -85,6 +91,8 @@ class HealthServer:
                     for stream, group in watched.groups:
                         if group not in await self._groups.groups(watched.redis, stream):
                             return Readiness(False, f"group {group} of {stream} does not exist")
+                    if watched.calls_functions and await loaded_version(watched.redis) is None:
+                        return Readiness(False, "the token service has not loaded its functions")
         except TimeoutError:
             return Readiness(False, "redis did not answer in time")
         except Exception as exc:

@@ -24,7 +24,7 @@ Private keys (may change without notice)::
     {p}:token:<id>:audit       list    the token's lifecycle events, JSON  (audit worker)
     {p}:seen:<hour>            set     event ids folded, by the hour of the event
 
-``{p}`` is ``TOKENS_KEY_PREFIX``. The Lua scripts derive secret and name keys from
+``{p}`` is ``TOKENS_KEY_PREFIX``. The Redis functions derive secret and name keys from
 stored state, so they need a single Redis (or one slot), not a spread-out Cluster.
 """
 

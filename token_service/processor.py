@@ -3,7 +3,7 @@
 For a batch of entries: read each entry (:mod:`token_service.inbox`), run the handler,
 apply all mutations in one pipeline, record all rejections in a second, then publish
 replies, write dead letters and acknowledge in a third. An entry is acknowledged once
-its outcome is settled; one whose script Redis could not run stays pending, to be
+its outcome is settled; one whose function Redis could not run stays pending, to be
 claimed again after the idle time and dead-lettered after too many deliveries.
 """
 
@@ -186,7 +186,7 @@ class CommandProcessor:
                 work.reply = reply_from_outcome(work.command_id, outcome.outcome)
                 work.settled = True
             elif isinstance(outcome, Refused):
-                token_id = None if work.mutation.script == "generate" else work.mutation.token_id
+                token_id = None if work.mutation.function == "generate" else work.mutation.token_id
                 work.rejection = Rejection(ErrorCode(outcome.code), outcome.message, None, token_id)
             else:
                 self._failed(work, outcome)

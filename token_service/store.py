@@ -1,8 +1,9 @@
 """The token store: the Redis adapter behind the command handler and the read API.
 
-Atomic logic lives in ``lua/*.lua`` beside this module; each command script starts
-with ``_guard.lua`` (idempotency and the admin check). Scripts are loaded once and
-called by SHA; a whole batch of commands goes to Redis in one pipeline.
+Atomic logic lives in ``lua/*.lua`` beside this module, loaded into Redis as one
+library of functions (``token_service.functions``); each command function starts with
+``_guard.lua`` (idempotency and the admin check). A whole batch of commands goes to
+Redis in one pipeline of FCALLs.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from typing import TypeAlias, cast
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 from ulid import ULID
 
 from contracts import TokenStatus, TokenView, format_timestamp, to_millis, utc_now
+from token_service.functions import is_missing, load_library
 from token_service.handlers import Mutation
 from token_service.keys import Keys
-from token_service.lua_script import LuaScript
 from token_service.records import view_from_record
 
 __all__ = [
@@ -34,8 +35,6 @@ __all__ = [
     "TokenStore",
 ]
 
-_COMMAND_SCRIPTS = ("generate", "revoke", "rotate")
-
 
 @dataclass(frozen=True, slots=True)
 class Applied:
@@ -46,7 +45,7 @@ class Applied:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """The script refused the command; nothing changed."""
+    """The function refused the command; nothing changed."""
 
     code: str
     message: str
@@ -61,7 +60,7 @@ class Repeated:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """Redis could not run the script; the command may be retried."""
+    """Redis could not run the function; the command may be retried."""
 
     error: Exception
 
@@ -109,16 +108,10 @@ class TokenStore:
         self.redis = redis
         self.keys = keys
         self.command_ttl_ms = command_ttl_ms
-        self._scripts = {
-            name: LuaScript.packaged("token_service", "_guard", name) for name in _COMMAND_SCRIPTS
-        }
-        self._scripts["reject"] = LuaScript.packaged("token_service", "reject")
-        self._scripts["expire"] = LuaScript.packaged("token_service", "expire")
 
-    async def load_scripts(self) -> None:
-        """Load every script into Redis' script cache (again, after a Redis restart)."""
-        for script in self._scripts.values():
-            await script.load(self.redis)
+    async def load_functions(self) -> None:
+        """Load the functions library (again, should Redis have lost it)."""
+        await load_library(self.redis)
 
     async def ensure_group(self, stream: str, group: str) -> None:
         """Create a consumer group at id 0, so entries written before it are read too."""
@@ -131,32 +124,29 @@ class TokenStore:
     async def _run(
         self, calls: Sequence[tuple[str, list[str], Sequence[str | int]]]
     ) -> list[object]:
-        if any(script.sha is None for script in self._scripts.values()):
-            await self.load_scripts()
-        replies: list[object] = [NoScriptError()] * len(calls)
-        for _ in range(2):
-            # Only calls Redis did not run (script cache lost in a restart or a flush) go again:
-            # the others did run, and running them twice would answer "duplicate".
-            todo = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        missing = ResponseError("Function not found")
+        replies: list[object] = [missing] * len(calls)
+        for attempt in range(2):
+            # Only calls Redis did not run (the library lost in a restart or a flush) go
+            # again: the others did run, and running them twice would answer "duplicate".
+            todo = [i for i, reply in enumerate(replies) if is_missing(reply)]
             if not todo:
                 break
+            if attempt:
+                await self.load_functions()
             async with self.redis.pipeline(transaction=False) as pipe:
                 for i in todo:
-                    script, keys, args = calls[i]
-                    sha = self._scripts[script].sha
-                    assert sha is not None  # loaded above, and again on NOSCRIPT
-                    pipe.evalsha(sha, len(keys), *keys, *args)
+                    function, keys, args = calls[i]
+                    pipe.fcall(f"tokens_{function}", len(keys), *keys, *args)
                 for i, reply in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
                     replies[i] = reply
-            if any(isinstance(replies[i], NoScriptError) for i in todo):
-                await self.load_scripts()
         return replies
 
     async def apply(self, mutations: Sequence[Mutation]) -> list[Outcome]:
-        """Run each mutation's script; one round trip for the whole batch."""
+        """Run each mutation's function; one round trip for the whole batch."""
         if not mutations:
             return []
-        replies = await self._run([(m.script, m.keys, m.args) for m in mutations])
+        replies = await self._run([(m.function, m.keys, m.args) for m in mutations])
         return [_outcome(reply) for reply in replies]
 
     async def record_rejections(
@@ -177,7 +167,10 @@ class TokenStore:
         keys = [self.keys.expiries, self.keys.events]
         args: list[str | int] = [to_millis(now), format_timestamp(now), self.keys.prefix]
         args += [str(ULID.from_datetime(now)) for _ in range(limit)]
-        return int(await self._scripts["expire"](self.redis, keys, args))
+        (reply,) = await self._run([("expire", keys, args)])
+        if isinstance(reply, Exception):
+            raise reply
+        return int(cast(int, reply))
 
     async def outcome_of(self, command_id: str) -> dict[str, object] | None:
         """The remembered first outcome of a command, if it was handled."""

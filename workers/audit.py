@@ -1,10 +1,15 @@
 """The audit worker: folds ``TokenUsed`` into last-used times and keeps each token's trail.
 
 ``python -m workers.audit`` reads ``tokens:usage`` (group ``audit-usage``) and
-``tokens:events`` (group ``audit``) in batches. Each batch is folded by one Lua script
-(``lua/``), which skips event ids it has seen, so a redelivered entry, a retried report
-or a second worker never counts an event twice. Entries that cannot be read are
-dead-lettered with the reason, and the stream goes on.
+``tokens:events`` (group ``audit``) in batches. Each batch is folded by one call of a
+Redis function (``token_service/lua/fold_*.lua``), which skips event ids it has seen, so
+a redelivered entry, a retried report or a second worker never counts an event twice.
+Entries that cannot be read are dead-lettered with the reason, and the stream goes on.
+
+The worker may call the functions but not load them: the token service loads the library
+(see ``token_service.functions``). Started first, the worker waits for it, unready; should
+Redis lose the library later, a fold waits for it to come back, and entries not folded
+stay pending, to be delivered again.
 """
 
 from __future__ import annotations
@@ -29,10 +34,10 @@ from contracts import LifecycleEvent, TokenUsed, event_adapter, to_millis
 from token_service.batching import StreamEntry, delivery_count, subscribe_batches
 from token_service.connection import redis_broker, redis_client
 from token_service.deadletter import dead_letter
+from token_service.functions import call, is_missing, wait_for_library
 from token_service.health import HealthServer, until_redis_answers
 from token_service.keys import Keys
 from token_service.logs import configure_logging
-from token_service.lua_script import LuaScript
 from workers.metrics import AuditMetrics
 from workers.settings import AuditSettings
 from workers.usage_events import HOUR_MS, Fold, read_usage
@@ -42,6 +47,8 @@ __all__ = ["EVENTS_GROUP", "USAGE_GROUP", "AuditWorker", "Worker", "build_worker
 USAGE_GROUP = "audit-usage"
 EVENTS_GROUP = "audit"
 _log = structlog.get_logger("workers.audit")
+_MISSING_LIBRARY_WAIT_S = 30.0
+"""How long a fold waits for a lost library before giving up; its entries stay pending."""
 
 
 class AuditWorker:
@@ -52,27 +59,39 @@ class AuditWorker:
         self.settings = settings
         self.metrics = metrics
         self.keys = Keys(settings.key_prefix)
-        self._scripts = {
-            name: LuaScript.packaged("workers", name) for name in ("fold_usage", "fold_events")
-        }
         self._folding: set[asyncio.Task[None]] = set()
         self._ttl_ms = str(settings.dedupe_hours * HOUR_MS + HOUR_MS)
 
     async def prepare(self) -> None:
-        """Create both groups at id 0 (so nothing written earlier is skipped), load scripts."""
+        """Create both groups at id 0 (so nothing written earlier is skipped); wait until
+        the token service has loaded the functions library."""
         for stream, group in ((self.keys.usage, USAGE_GROUP), (self.keys.events, EVENTS_GROUP)):
             try:
                 await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
-        for script in self._scripts.values():
-            await script.load(self.redis)
+        if not await wait_for_library(self.redis, limit_s=0):
+            _log.warning("waiting_for_functions", hint="start the token service")
+            await wait_for_library(self.redis)
+            _log.info("functions_loaded")
+
+    async def _fold(self, function: str, args: list[str | int]) -> Any:
+        """Call a fold; while the library is missing, wait for it rather than fail."""
+        while True:
+            try:
+                return await call(self.redis, function, (), args)
+            except ResponseError as exc:
+                if not is_missing(exc):
+                    raise
+            _log.warning("waiting_for_functions", function=function)
+            if not await wait_for_library(self.redis, _MISSING_LIBRARY_WAIT_S):
+                raise RuntimeError(f"Redis has no function {function}: is the service running?")
 
     async def _fold_behind(self, args: list[str | int], count: int, newest_ms: int) -> None:
         """Fold while the next batch is read and parsed, with at most two folds in flight.
 
-        Safe because the script acknowledges the entries it folds: a fold that never
+        Safe because the function acknowledges the entries it folds: a fold that never
         ran leaves its entries pending, to be claimed and folded later.
         """
         while len(self._folding) >= 2:
@@ -92,11 +111,11 @@ class AuditWorker:
             await asyncio.wait(self._folding)
 
     async def _fold_usage(self, args: list[str | int], count: int, newest_ms: int) -> None:
-        folded = int(await self._scripts["fold_usage"](self.redis, (), args))
+        folded = int(await self._fold("audit_fold_usage", args))
         self.metrics.folded_usage(folded, count - folded, newest_ms)
 
     async def fold_usage(self, entries: list[StreamEntry], claimed: bool = False) -> None:
-        """Fold a batch from ``tokens:usage``; the script acknowledges what it folds."""
+        """Fold a batch from ``tokens:usage``; the function acknowledges what it folds."""
         folds: list[Fold] = []
         done: list[str] = []
         dead: list[tuple[str, dict[bytes, bytes], str]] = []
@@ -146,7 +165,7 @@ class AuditWorker:
                 done.append(entry_id)
             else:
                 dead.append((entry_id, fields, reason))
-        added = await self._scripts["fold_events"](self.redis, (), args)
+        added = await self._fold("audit_fold_events", args)
         await self._settle(self.keys.events, EVENTS_GROUP, done, dead)
         self.metrics.audit_folded.inc(int(added or 0))
 
@@ -226,10 +245,10 @@ def build_worker(
     groups = [(worker.keys.usage, USAGE_GROUP), (worker.keys.events, EVENTS_GROUP)]
     health = None
     if host_health is not None:
-        host_health.watch(redis, groups)
+        host_health.watch(redis, groups, calls_functions=True)
     elif settings.http_port is not None:
         health = HealthServer(registry, settings.http_host, settings.http_port)
-        health.watch(redis, groups)
+        health.watch(redis, groups, calls_functions=True)
     common: dict[str, Any] = {
         "consumer": settings.consumer_name,
         "batch_size": settings.batch_size,

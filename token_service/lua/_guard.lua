@@ -1,14 +1,16 @@
--- Prelude shared by every command script (prepended at load time).
--- KEYS[1] the command's outcome record, KEYS[2] the admins set.
--- ARGV[1] actor, ARGV[2] '1' when the actor is an admin by configuration,
--- ARGV[3] how long to remember the outcome, in ms.
+-- Prelude shared by every command function (prepended when the library is built).
+-- KEYS[1] the command's outcome record.
+-- ARGV[1] actor, ARGV[2] '' when the actor is an admin by configuration, else the
+-- admins set to look the actor up in, ARGV[3] how long to remember the outcome, in ms.
+-- The admins set is passed as an argument, not in KEYS: Redis checks a function's
+-- declared keys for writing as well as reading, and this caller may only read that set.
 -- A command seen before returns its first outcome and changes nothing; that is
 -- what makes redelivery safe.
 local prior = redis.call('GET', KEYS[1])
 if prior then
   return {'duplicate', prior}
 end
-if ARGV[2] ~= '1' and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
+if ARGV[2] ~= '' and redis.call('SISMEMBER', ARGV[2], ARGV[1]) == 0 then
   return {'rejected', 'forbidden', 'only administrators may change tokens'}
 end
 

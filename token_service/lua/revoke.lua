@@ -1,10 +1,10 @@
--- RevokeToken. KEYS: 3 token record, 4 token secrets zset, 5 expiries, 6 events.
+-- RevokeToken. KEYS: 2 token record, 3 token secrets zset, 4 expiries, 5 events.
 -- ARGV: 4 token id, 5 now (RFC 3339), 6 TokenRevoked JSON, 7 secret key prefix,
 -- 8 name key prefix, 9 now ms.
-if redis.call('EXISTS', KEYS[3]) == 0 then
+if redis.call('EXISTS', KEYS[2]) == 0 then
   return {'rejected', 'not_found', 'no token has this id'}
 end
-local record = redis.call('HMGET', KEYS[3], 'status', 'expires_ms')
+local record = redis.call('HMGET', KEYS[2], 'status', 'expires_ms')
 if record[1] == 'revoked' then
   return {'rejected', 'conflict', 'the token is already revoked'}
 end
@@ -14,20 +14,20 @@ if record[1] == 'expired' or (record[2] and tonumber(record[2]) <= tonumber(ARGV
 end
 local token_id = ARGV[4]
 -- The event goes first: should Redis refuse it, nothing has changed yet.
-redis.call('XADD', KEYS[6], '*', 'data', ARGV[6])
+redis.call('XADD', KEYS[5], '*', 'data', ARGV[6])
 
 -- Every live secret goes at once: the current one and any still in a grace period.
-for _, digest in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+for _, digest in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
   redis.call('DEL', ARGV[7] .. digest)
 end
-redis.call('DEL', KEYS[4])
-local name_key = ARGV[8] .. redis.call('HGET', KEYS[3], 'name')
+redis.call('DEL', KEYS[3])
+local name_key = ARGV[8] .. redis.call('HGET', KEYS[2], 'name')
 if redis.call('GET', name_key) == token_id then
   redis.call('DEL', name_key)
 end
-redis.call('ZREM', KEYS[5], token_id)
-redis.call('HSET', KEYS[3], 'status', 'revoked', 'revoked_at', ARGV[5], 'revoked_by', ARGV[1])
+redis.call('ZREM', KEYS[4], token_id)
+redis.call('HSET', KEYS[2], 'status', 'revoked', 'revoked_at', ARGV[5], 'revoked_by', ARGV[1])
 
-local fields = redis.call('HGETALL', KEYS[3])
+local fields = redis.call('HGETALL', KEYS[2])
 remember_token(fields)
 return {'ok', fields}

@@ -1,11 +1,11 @@
--- RotateToken. KEYS: 3 token record, 4 token secrets zset, 5 new secret, 6 events,
--- 7 the new secret's digest record.
+-- RotateToken. KEYS: 2 token record, 3 token secrets zset, 4 new secret, 5 events,
+-- 6 the new secret's digest record.
 -- ARGV: 4 token id, 5 now ms, 6 now (RFC 3339), 7 grace end ms, 8 new digest,
 -- 9 new hint, 10 TokenRotated JSON, 11 secret key prefix.
-if redis.call('EXISTS', KEYS[3]) == 0 then
+if redis.call('EXISTS', KEYS[2]) == 0 then
   return {'rejected', 'not_found', 'no token has this id'}
 end
-local record = redis.call('HMGET', KEYS[3], 'status', 'expires_ms', 'scopes', 'expires_at')
+local record = redis.call('HMGET', KEYS[2], 'status', 'expires_ms', 'scopes', 'expires_at')
 local status, expires_ms, scopes = record[1], record[2], record[3]
 local now_ms, grace_end = tonumber(ARGV[5]), tonumber(ARGV[7])
 if status ~= 'active' then
@@ -23,29 +23,29 @@ if expires_ms and tonumber(expires_ms) < grace_end then
   event = cjson.encode(decoded)
 end
 -- The event goes first: should Redis refuse it, nothing has changed yet.
-redis.call('XADD', KEYS[6], '*', 'data', event)
+redis.call('XADD', KEYS[5], '*', 'data', event)
 
 -- Secrets whose grace has run out are already gone from Redis; forget them.
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[5])
-for _, digest in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '+inf', '+inf')) do
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[5])
+for _, digest in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '+inf', '+inf')) do
   if grace_end <= now_ms then
     redis.call('DEL', ARGV[11] .. digest)
-    redis.call('ZREM', KEYS[4], digest)
+    redis.call('ZREM', KEYS[3], digest)
   else
     redis.call('PEXPIREAT', ARGV[11] .. digest, grace_end)
-    redis.call('ZADD', KEYS[4], grace_end, digest)
+    redis.call('ZADD', KEYS[3], grace_end, digest)
   end
 end
 
-redis.call('HSET', KEYS[5], 'token_id', ARGV[4], 'scopes', scopes)
+redis.call('HSET', KEYS[4], 'token_id', ARGV[4], 'scopes', scopes)
 if expires_ms then
-  redis.call('HSET', KEYS[5], 'expires_at', expires_ms)
-  redis.call('PEXPIREAT', KEYS[5], expires_ms)
+  redis.call('HSET', KEYS[4], 'expires_at', expires_ms)
+  redis.call('PEXPIREAT', KEYS[4], expires_ms)
 end
-redis.call('ZADD', KEYS[4], '+inf', ARGV[8])
-redis.call('SET', KEYS[7], ARGV[4])
-redis.call('HSET', KEYS[3], 'rotated_at', ARGV[6], 'hint', ARGV[9])
+redis.call('ZADD', KEYS[3], '+inf', ARGV[8])
+redis.call('SET', KEYS[6], ARGV[4])
+redis.call('HSET', KEYS[2], 'rotated_at', ARGV[6], 'hint', ARGV[9])
 
-local fields = redis.call('HGETALL', KEYS[3])
+local fields = redis.call('HGETALL', KEYS[2])
 remember_token(fields)
 return {'ok', fields}
