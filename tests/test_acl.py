@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from contracts import TokenUsed, utc_now
 from tests.conftest import ADMIN
+from tests.faults import until
 from tests.processes import audit_worker_process, service_process
 from token_service.acl import FORBIDDEN, dev_password, password_hash, render, users
 from token_service.acl import main as acl_main
@@ -482,7 +483,7 @@ async def test_audit_worker_started_before_the_library_waits_and_loses_nothing(
         async def folded() -> bool:
             return bool(await inspector.hget(keys.token("01EARLY"), "last_used_ms"))
 
-        await _until(folded)
+        await until(folded, 20, "usage folded")
         assert (await built.health.readiness()).ready
         assert await inspector.xinfo_groups(keys.usage)
         # Nothing was given up on: the dead-letter stream stayed empty.
@@ -519,14 +520,6 @@ async def test_healthcheck_may_only_ping(acl_server: AclServer, connect: Any) ->
     assert await health.ping()
     await _refused(health.get(acl_server.keys.admins))
     await _refused(health.info())
-
-
-async def _until(predicate: Any, limit_s: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 def _http_status(port: int, path: str) -> int:
@@ -599,7 +592,7 @@ async def test_every_component_does_its_work_as_its_own_user(
                     done = int(info["aof_rewrites"]) > before
                     return done and not info["aof_rewrite_in_progress"]
 
-                await _until(scrubbed)
+                await until(scrubbed, 20, "pasted token scrubbed")
 
                 revoked = await client.revoke(token_id, reason="done")
                 assert revoked.ok
@@ -615,7 +608,7 @@ async def test_every_component_does_its_work_as_its_own_user(
                 trail = await inspector.lrange(keys.token_audit(token_id), 0, -1)
                 return view is not None and view.last_used_at is not None and len(trail) == 3
 
-            await _until(folded)
+            await until(folded, 20, "usage folded")
             view = await store.get(token_id)
             assert view is not None
             assert view.status.value == "revoked"

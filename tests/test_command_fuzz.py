@@ -41,6 +41,7 @@ from contracts.token_format import (
     mint,
 )
 from tests.conftest import ADMIN
+from tests.faults import until
 from tests.leaks import tokens_in_lines, tokens_in_redis
 from tests.processes import service_process
 from token_service.inbox import MAX_PAYLOAD_BYTES
@@ -468,6 +469,7 @@ class Inbox:
         self.by_channel: dict[str, list[str]] = {}
 
     async def wait(self, channel: str, limit_s: float = 10.0) -> str:
+        """The first reply published on ``channel``, waiting up to ``limit_s`` for it."""
         deadline = asyncio.get_running_loop().time() + limit_s
         while channel not in self.by_channel:
             if asyncio.get_running_loop().time() > deadline:
@@ -478,6 +480,7 @@ class Inbox:
 
 @asynccontextmanager
 async def replies_on(redis: Redis, pattern: str) -> AsyncIterator[Inbox]:
+    """Collect every reply on channels matching ``pattern`` while the block runs."""
     inbox = Inbox()
     pubsub = redis.pubsub(ignore_subscribe_messages=True)
     await pubsub.psubscribe(pattern)
@@ -502,14 +505,6 @@ async def _settled(redis: Redis, keys: Keys, last_id: str) -> bool:
     if delivered < tuple(int(p) for p in last_id.split("-")):
         return False
     return int((await redis.xpending(keys.commands, GROUP))["pending"]) == 0
-
-
-async def _until(condition: Callable[[], Any], limit_s: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what}: not within {limit_s} s")
-        await asyncio.sleep(0.02)
 
 
 async def _since(redis: Redis, stream: str, after: str) -> list[dict[str, Any]]:
@@ -566,7 +561,7 @@ async def _round(redis: Redis, keys: Keys, inbox: Inbox, batch: list[Probe], tal
         owed, carries = _expected(fields, channel, command_id)
         holds = kind == "pasted-token"
         sent.append(Sent(kind, entry_id, channel, command_id, owed, carries, holds))
-    await _until(lambda: _settled(redis, keys, ids[-1]), 30, "every entry settled")
+    await until(lambda: _settled(redis, keys, ids[-1]), 30, "every entry settled")
 
     for kind, channel, command_id in valid:
         reply = CommandReply.model_validate_json(await inbox.wait(channel))
@@ -613,7 +608,7 @@ async def _round(redis: Redis, keys: Keys, inbox: Inbox, batch: list[Probe], tal
 
 async def _connect(settings: ServiceSettings) -> Redis:
     redis = Redis.from_url(settings.redis_url or "", decode_responses=True)
-    await _until(lambda: _group_exists(redis, Keys(settings.key_prefix)), 30, "service up")
+    await until(lambda: _group_exists(redis, Keys(settings.key_prefix)), 30, "service up")
     return redis
 
 
