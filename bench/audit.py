@@ -44,6 +44,7 @@ from ulid import ULID
 from bench.processes import clean_env, spawn, stop
 from contracts import TokenUsed, from_millis, to_millis
 from token_service.embedded import EmbeddedRedis
+from token_service.functions import load_library
 from token_service.keys import Keys
 from workers.audit import USAGE_GROUP
 
@@ -248,6 +249,7 @@ async def bench_worker(redis: Redis, url: str, load: Load, keys: Keys) -> Drain:
     """Store token records, fill the usage stream, then time ``python -m workers.audit``."""
     await store_token_records(redis, keys, load.token_ids)
     await fill(redis, keys.usage, load.payloads)
+    await load_library(redis)  # the token service's job in a deployment; none runs here
     env = clean_env() | {"REDIS_URL": url, "TOKENS_KEY_PREFIX": keys.prefix}
     process = spawn(["-m", "workers.audit"], env)
     try:
