@@ -255,6 +255,17 @@ def test_scan_finds_a_token_glued_to_other_text(env: dict[str, str], tmp_path: P
     assert {finding["status"] for finding in findings} == {"active"}
 
 
+def test_scan_finds_a_token_behind_json_escapes(env: dict[str, str], tmp_path: Path) -> None:
+    reply = generate(env, "cli-escaped")
+    prefix, rest = str(reply["secret"]).split("_", 1)
+    escaped = f"{prefix}\\u005f{rest}"  # what some JSON writers put for "_"
+    (tmp_path / "dump.json").write_text(f'{{"headers": {{"authorization": "{escaped}"}}}}\n')
+    code, out = tokenctl(env, "scan", str(tmp_path), "--json")
+    assert code == 1
+    (finding,) = orjson.loads(out)["findings"]
+    assert finding["status"] == "active"
+
+
 def test_redis_password_is_never_printed(env: dict[str, str]) -> None:
     url = f"redis://admin:s3cr3tpw@127.0.0.1:{free_port()}/0"
     code, out = tokenctl({**env, "REDIS_URL": url}, "list", "--json")

@@ -7,7 +7,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from contracts.token_format import DEFAULT_PREFIX, find_tokens, hint, secret_digest
+from contracts.token_format import (
+    DEFAULT_PREFIX,
+    decode_json_escapes,
+    find_tokens,
+    hint,
+    secret_digest,
+)
 
 __all__ = ["Finding", "scan_paths"]
 
@@ -51,7 +57,8 @@ def _text(path: Path) -> str | None:
 def scan_paths(paths: Iterable[Path], prefix: str = DEFAULT_PREFIX) -> list[Finding]:
     """Every well-formed token of ``prefix`` (valid checksum) in the text files under ``paths``.
 
-    Text glued to either end (``key%3Dtok_…``, ``tok_…"abc``) does not hide a token.
+    Text glued to either end (``key%3Dtok_…``, ``tok_…"abc``) does not hide a token, nor
+    do JSON ``\\uXXXX`` escapes (``tok\\u005f…`` in a JSON dump).
     """
     findings: list[Finding] = []
     for path in _files(paths):
@@ -59,6 +66,6 @@ def scan_paths(paths: Iterable[Path], prefix: str = DEFAULT_PREFIX) -> list[Find
         if text is None:
             continue
         for number, line in enumerate(text.splitlines(), start=1):
-            for token in find_tokens(line, prefix, glued=True):
+            for token in find_tokens(decode_json_escapes(line), prefix, glued=True):
                 findings.append(Finding(path, number, hint(token), secret_digest(token)))
     return findings
