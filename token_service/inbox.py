@@ -26,7 +26,6 @@ __all__ = [
     "DeadLetter",
     "Invalid",
     "Parsed",
-    "holds_token",
     "open_entry",
     "secrets_in",
 ]
@@ -129,11 +128,6 @@ def secrets_in(fields: dict[bytes, bytes]) -> list[str]:
     if b"__data__" in fields:
         found += _tokens_in_envelope(fields[b"__data__"])
     return list(dict.fromkeys(found))
-
-
-def holds_token(fields: dict[bytes, bytes]) -> bool:
-    """True when any field name or value of an entry holds a well-formed token."""
-    return bool(secrets_in(fields))
 
 
 def _open_envelope(raw: bytes) -> tuple[bytes, str | None] | DeadLetter:
