@@ -71,3 +71,9 @@ def tokens_in_files(paths: Iterable[Path]) -> list[tuple[str, str]]:
         text = path.read_bytes().decode("latin-1")
         leaks.extend((path.name, token) for token in _tokens(text))
     return leaks
+
+
+async def aof_settled(redis: Redis) -> bool:
+    """True when Redis neither runs nor has scheduled a rewrite of its append-only file."""
+    info = await redis.info("persistence")
+    return not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]

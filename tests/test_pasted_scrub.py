@@ -33,35 +33,18 @@ def aof_server() -> Iterator[EmbeddedRedis]:
 
 
 @pytest.fixture
-def on_aof(settings: ServiceSettings, aof_server: EmbeddedRedis) -> ServiceSettings:
-    """The test's settings, pointed at the append-only Redis."""
+def settings(settings: ServiceSettings, aof_server: EmbeddedRedis) -> ServiceSettings:
+    """The test's settings, pointed at the append-only Redis; the shared ``redis`` and
+    ``service`` fixtures follow them there."""
     return settings.model_copy(update={"redis_url": aof_server.url, "max_deliveries": 1})
 
 
 @pytest.fixture
-async def aof_redis(on_aof: ServiceSettings) -> AsyncIterator[Redis]:
-    """A client of the append-only Redis that decodes to str."""
-    client = Redis.from_url(on_aof.redis_url or "", decode_responses=True)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def raw(on_aof: ServiceSettings) -> AsyncIterator[Redis]:
+async def raw(settings: ServiceSettings) -> AsyncIterator[Redis]:
     """A client of the append-only Redis that leaves bytes alone (envelopes are binary)."""
-    client = Redis.from_url(on_aof.redis_url or "")
+    client = Redis.from_url(settings.redis_url or "")
     yield client
     await client.aclose()
-
-
-@pytest.fixture
-async def running(on_aof: ServiceSettings) -> AsyncIterator[Service]:
-    """The command handler on the append-only Redis."""
-    built = build_service(on_aof)
-    await built.app.start()
-    yield built
-    await built.app.stop()
-    await built.store.redis.aclose()
 
 
 async def _rewrites(redis: Redis) -> int:
@@ -115,93 +98,93 @@ async def _issued_secret(redis: Redis, keys: Keys) -> str:
 
 
 async def test_escaped_issued_tokens_in_envelopes_are_deleted_and_scrubbed(
-    running: Service, aof_redis: Redis, raw: Redis, on_aof: ServiceSettings
+    service: Service, redis: Redis, raw: Redis, settings: ServiceSettings
 ) -> None:
-    keys = Keys(on_aof.key_prefix)
-    secret = await _issued_secret(aof_redis, keys)
-    before = await _rewrites(aof_redis)
+    keys = Keys(settings.key_prefix)
+    secret = await _issued_secret(redis, keys)
+    before = await _rewrites(redis)
     ids = [await raw.xadd(keys.commands, f) for f in await _envelopes(secret)]
     await wait_for(lambda: _all_gone(raw, keys, ids), limit_s=10)
-    scrubber = running.processor.scrubber
+    scrubber = service.processor.scrubber
     await wait_for(lambda: _true(scrubber.idle), limit_s=10)
     assert scrubber.rewrites >= 1
-    assert await _rewrites(aof_redis) > before
-    assert await tokens_in_redis(on_aof.redis_url or "", f"{keys.prefix}:*") == []
+    assert await _rewrites(redis) > before
+    assert await tokens_in_redis(settings.redis_url or "", f"{keys.prefix}:*") == []
 
 
 async def test_made_up_tokens_are_deleted_without_making_redis_rewrite(
-    running: Service, aof_redis: Redis, raw: Redis, on_aof: ServiceSettings
+    service: Service, redis: Redis, raw: Redis, settings: ServiceSettings
 ) -> None:
-    keys = Keys(on_aof.key_prefix)
-    before = await _rewrites(aof_redis)
+    keys = Keys(settings.key_prefix)
+    before = await _rewrites(redis)
     ids: list[Any] = []
     for n in range(100):  # checksum-valid, never issued: anyone can make these
         fake = mint()
-        ids.append(await aof_redis.xadd(keys.commands, {"data": f"paste {n} {fake}"}))
+        ids.append(await redis.xadd(keys.commands, {"data": f"paste {n} {fake}"}))
         for fields in await _envelopes(mint("acme")):
             ids.append(await raw.xadd(keys.commands, fields))
     await wait_for(lambda: _all_gone(raw, keys, ids), limit_s=30)
     await asyncio.sleep(0.5)  # time enough for a rewrite to be asked for, were it wanted
-    scrubber = running.processor.scrubber
+    scrubber = service.processor.scrubber
     assert scrubber.rewrites == 0
-    assert await _rewrites(aof_redis) == before
+    assert await _rewrites(redis) == before
     # An issued token in the same shapes still gets the file rewritten.
-    secret = await _issued_secret(aof_redis, keys)
-    ids = [cast(str, await aof_redis.xadd(keys.commands, {"data": f"oops {secret}X"}))]
+    secret = await _issued_secret(redis, keys)
+    ids = [cast(str, await redis.xadd(keys.commands, {"data": f"oops {secret}X"}))]
     await wait_for(lambda: _all_gone(raw, keys, ids), limit_s=10)
     await wait_for(lambda: _true(scrubber.rewrites == 1), limit_s=10)
-    assert await tokens_in_redis(on_aof.redis_url or "", f"{keys.prefix}:*") == []
+    assert await tokens_in_redis(settings.redis_url or "", f"{keys.prefix}:*") == []
 
 
 async def test_a_revoked_token_pasted_still_gets_the_file_rewritten(
-    running: Service, aof_redis: Redis, raw: Redis, on_aof: ServiceSettings
+    service: Service, redis: Redis, raw: Redis, settings: ServiceSettings
 ) -> None:
-    keys = Keys(on_aof.key_prefix)
-    async with TokenClient(aof_redis, actor=ADMIN, key_prefix=keys.prefix, timeout=10) as client:
+    keys = Keys(settings.key_prefix)
+    async with TokenClient(redis, actor=ADMIN, key_prefix=keys.prefix, timeout=10) as client:
         created = await client.generate("gone", ["entities:read"])
         assert created.token is not None
         assert created.secret is not None
         assert (await client.revoke(created.token.id)).ok
-    assert not await aof_redis.exists(keys.secret(secret_digest(created.secret)))
+    assert not await redis.exists(keys.secret(secret_digest(created.secret)))
     ids = [await raw.xadd(keys.commands, {"data": f"old one: {created.secret}"})]
     await wait_for(lambda: _all_gone(raw, keys, ids), limit_s=10)
-    scrubber = running.processor.scrubber
+    scrubber = service.processor.scrubber
     await wait_for(lambda: _true(scrubber.rewrites == 1), limit_s=10)
 
 
 async def test_an_entry_given_up_after_too_many_deliveries_is_deleted_if_it_holds_a_token(
-    on_aof: ServiceSettings, aof_redis: Redis, raw: Redis
+    settings: ServiceSettings, redis: Redis, raw: Redis
 ) -> None:
-    keys = Keys(on_aof.key_prefix)
-    service = build_service(on_aof)  # max_deliveries=1
+    keys = Keys(settings.key_prefix)
+    service = build_service(settings)  # max_deliveries=1
     await service.store.ensure_group(keys.commands, GROUP)
     pasted = mint()
-    entry_id = await aof_redis.xadd(keys.commands, {"data": _revoke("c-stuck", f"x {pasted}")})
+    entry_id = await redis.xadd(keys.commands, {"data": _revoke("c-stuck", f"x {pasted}")})
     # A consumer that took it and died: delivered twice before the service starts.
     for start in (">", "0"):
-        await aof_redis.xreadgroup(GROUP, "ghost", {keys.commands: start})
+        await redis.xreadgroup(GROUP, "ghost", {keys.commands: start})
     await service.app.start()
     try:
         await wait_for(lambda: _all_gone(raw, keys, [entry_id]), limit_s=15)
     finally:
         await service.app.stop()
         await service.store.redis.aclose()
-    (letter,) = await stream_data(aof_redis, keys.dead_letter)
+    (letter,) = await stream_data(redis, keys.dead_letter)
     assert letter["entry_id"] == entry_id
     assert letter["reason"].startswith("not handled after")
-    assert await tokens_in_redis(on_aof.redis_url or "", f"{keys.prefix}:*") == []
+    assert await tokens_in_redis(settings.redis_url or "", f"{keys.prefix}:*") == []
 
 
 async def test_an_entry_too_old_to_apply_is_deleted_if_it_holds_a_token(
-    running: Service, aof_redis: Redis, raw: Redis, on_aof: ServiceSettings
+    service: Service, redis: Redis, raw: Redis, settings: ServiceSettings
 ) -> None:
-    keys = Keys(on_aof.key_prefix)
+    keys = Keys(settings.key_prefix)
     data = _revoke("c-ancient", f"x {_escaped(mint())}")
-    entry_id = cast(str, await aof_redis.xadd(keys.commands, {"data": data}, id="1000-0"))
+    entry_id = cast(str, await redis.xadd(keys.commands, {"data": data}, id="1000-0"))
     await wait_for(lambda: _all_gone(raw, keys, [entry_id]), limit_s=10)
-    (letter,) = await stream_data(aof_redis, keys.dead_letter)
+    (letter,) = await stream_data(redis, keys.dead_letter)
     assert "older than" in letter["reason"]
-    assert await tokens_in_redis(on_aof.redis_url or "", f"{keys.prefix}:*") == []
+    assert await tokens_in_redis(settings.redis_url or "", f"{keys.prefix}:*") == []
 
 
 async def _true(value: bool) -> bool:

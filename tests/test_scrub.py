@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from tests.conftest import wait_for
+from tests.leaks import aof_settled
 from token_service.embedded import EmbeddedRedis
 from token_service.scrub import AofScrubber
 
@@ -126,7 +127,7 @@ async def test_a_request_made_while_a_rewrite_runs_survives_a_close(
         await scrubber.close()  # must still ask, once the running rewrite is over
         assert scrubber.rewrites == 1
         assert not scrubber.wanted
-        await wait_for(lambda: _aof_settled(redis), limit_s=10)
+        await wait_for(lambda: aof_settled(redis), limit_s=10)
         assert await _rewrites(redis) - before == 2
     finally:
         await redis.aclose()
@@ -142,7 +143,7 @@ async def test_a_request_that_cannot_be_served_at_close_is_logged_as_dropped(
         scrubber.request()
         await asyncio.sleep(0.1)
         await scrubber.close()
-        await wait_for(lambda: _aof_settled(redis), limit_s=10)
+        await wait_for(lambda: aof_settled(redis), limit_s=10)
     finally:
         await redis.aclose()
     assert scrubber.rewrites == 0
@@ -173,25 +174,20 @@ async def test_other_errors_are_retried_with_backoff_until_a_rewrite_starts(
 ) -> None:
     redis = Redis.from_url(aof_server.url)
     try:
-        await wait_for(lambda: _aof_settled(redis), limit_s=10)
+        await wait_for(lambda: aof_settled(redis), limit_s=10)
         before = await _rewrites(redis)
         flaky = _FailingFirst(redis, failures=3)
         scrubber = AofScrubber(cast(Redis, flaky), min_interval_s=0, retry_s=0.01)
         scrubber.request()
         await wait_for(lambda: _true(scrubber.idle), limit_s=10)
         await scrubber.close()
-        await wait_for(lambda: _aof_settled(redis), limit_s=10)
+        await wait_for(lambda: aof_settled(redis), limit_s=10)
         assert await _rewrites(redis) - before == 1
     finally:
         await redis.aclose()
     assert scrubber.rewrites == 1
     delays = [line["retry_in_s"] for line in _events(captured_logs, "aof_rewrite_retry")[-3:]]
     assert delays == [0.02, 0.04, 0.08]
-
-
-async def _aof_settled(redis: Redis) -> bool:
-    info = await redis.info("persistence")
-    return not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]
 
 
 async def _true(value: bool) -> bool:

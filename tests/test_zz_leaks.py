@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from contracts.token_format import mint
 from tests.conftest import ADMIN, wait_for
-from tests.leaks import tokens_in_files, tokens_in_lines, tokens_in_redis
+from tests.leaks import aof_settled, tokens_in_files, tokens_in_lines, tokens_in_redis
 from tests.processes import service_process
 from tests.streams import listening, send_raw
 from token_service.client import TokenClient
@@ -67,11 +67,6 @@ def _disk_files(server: EmbeddedRedis) -> list[Path]:
     return [path for path in server.directory.rglob("*") if path.is_file()]
 
 
-async def _aof_settled(redis: Redis) -> bool:
-    info = await redis.info("persistence")
-    return not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]
-
-
 @pytest.fixture
 def aof_server() -> Iterator[EmbeddedRedis]:
     """A Redis of this test's own that writes every command to its append-only file.
@@ -118,7 +113,7 @@ async def test_no_plaintext_token_in_the_append_only_file_on_disk(
                 assert (await c.revoke(created.token.id, reason="done")).ok
 
             async def scrubbed() -> bool:
-                if not await _aof_settled(redis):
+                if not await aof_settled(redis):
                     return False
                 return tokens_in_files(_disk_files(aof_server)) == []
 
