@@ -137,7 +137,12 @@ async def test_redis_outage_fails_gateway_closed_and_loses_nothing(
             assert await gateway.check(), "the token works before the outage"
 
             # The worker is held still while the uses are written, so that the fault is
-            # sure to find a backlog of them not yet folded.
+            # sure to find a backlog of them not yet folded; only once it has started, as
+            # a stop during FastStream's start-up (a 3 s deadline) would end it.
+            async def worker_started() -> bool:
+                return b"started successfully" in (tmp_path / "audit.log").read_bytes()
+
+            await until(worker_started, 20, "audit worker started")
             worker.send_signal(signal.SIGSTOP)
             now_ms = int(time.time() * 1000)
             async with store.pipeline(transaction=False) as pipe:
