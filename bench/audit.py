@@ -43,9 +43,9 @@ from ulid import ULID
 
 from bench.processes import clean_env, spawn, stop
 from contracts import TokenUsed, from_millis, to_millis
-from token_service.embedded import EmbeddedRedis
-from token_service.functions import load_library
 from token_service.keys import Keys
+from token_service.redis.embedded import EmbeddedRedis
+from token_service.redis.library import load_library
 from workers.audit import USAGE_GROUP
 
 __all__ = ["main"]

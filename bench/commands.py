@@ -39,7 +39,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import ResponseError
 
 from bench.processes import clean_env, spawn, stop
-from token_service.embedded import EmbeddedRedis
+from token_service.redis.embedded import EmbeddedRedis
 
 __all__ = ["main"]
 

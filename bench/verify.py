@@ -39,10 +39,10 @@ from redis.asyncio import Redis
 from ulid import ULID
 
 from contracts.token_format import mint, secret_digest
-from token_service.embedded import EmbeddedRedis
 from token_service.gateway import Verifier
+from token_service.gateway.usage import UsageReporter
 from token_service.keys import Keys
-from token_service.usage import UsageReporter
+from token_service.redis.embedded import EmbeddedRedis
 
 __all__ = ["main"]
 

@@ -12,9 +12,9 @@ from redis.asyncio import Redis
 
 from token_service.app import Service, build_service
 from token_service.client import TokenClient
-from token_service.embedded import EmbeddedRedis
 from token_service.keys import Keys
-from token_service.logs import configure_logging
+from token_service.ops.logs import configure_logging
+from token_service.redis.embedded import EmbeddedRedis
 from token_service.settings import ServiceSettings
 
 ADMIN = "alice"

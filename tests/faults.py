@@ -28,8 +28,8 @@ from redis.exceptions import RedisError
 from contracts import CommandReply, TokenUsed, from_millis
 from tests.conftest import ADMIN
 from tests.streams import stream_data
-from token_service.embedded import EmbeddedRedis
 from token_service.keys import Keys
+from token_service.redis.embedded import EmbeddedRedis
 
 __all__ = [
     "Publisher",

@@ -30,14 +30,14 @@ from token_service.acl import FORBIDDEN, dev_password, password_hash, render, us
 from token_service.acl import main as acl_main
 from token_service.app import build_service
 from token_service.client import TokenClient
-from token_service.connection import RedisAccess, redis_client
-from token_service.embedded import EmbeddedRedis, free_port
-from token_service.functions import library_version, load_library, loaded_version
 from token_service.gateway import Accepted, Rejected, RejectReason, Verifier
+from token_service.gateway.usage import UsageReporter
 from token_service.keys import Keys
+from token_service.redis.connection import RedisAccess, redis_client
+from token_service.redis.embedded import EmbeddedRedis, free_port
+from token_service.redis.library import library_version, load_library, loaded_version
+from token_service.redis.store import TokenStore
 from token_service.settings import ServiceSettings
-from token_service.store import TokenStore
-from token_service.usage import UsageReporter
 from tokenctl.cli import app as tokenctl_app
 from workers.audit import build_worker
 from workers.settings import AuditSettings

@@ -17,8 +17,8 @@ from tests.streams import stream_data
 from token_service.app import build_service
 from token_service.client import TokenClient
 from token_service.keys import Keys
+from token_service.redis.store import TokenStore
 from token_service.settings import ServiceSettings
-from token_service.store import TokenStore
 from workers.audit import USAGE_GROUP, Worker, build_worker
 from workers.settings import AuditSettings
 

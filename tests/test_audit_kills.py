@@ -33,8 +33,8 @@ from tests.leaks import tokens_in_lines
 from tests.processes import audit_worker_process
 from token_service.client import TokenClient
 from token_service.keys import Keys
+from token_service.redis.store import TokenStore
 from token_service.settings import ServiceSettings
-from token_service.store import TokenStore
 from workers.audit import USAGE_GROUP
 
 TOKENS = 4

@@ -18,7 +18,7 @@ from tests.conftest import ADMIN
 from tests.faults import durable_server
 from tests.processes import service_process
 from token_service.client import ReplyTimeout, TokenClient
-from token_service.embedded import EmbeddedRedis
+from token_service.redis.embedded import EmbeddedRedis
 from token_service.settings import ServiceSettings
 
 READ = "entities:read"

@@ -14,8 +14,8 @@ from tests.faults import until
 from tests.leaks import tokens_in_lines, tokens_in_redis
 from tests.processes import service_process
 from tests.streams import events_of, listening
+from token_service.commands.pipeline import GROUP
 from token_service.keys import Keys
-from token_service.processor import GROUP
 from token_service.settings import ServiceSettings
 
 BURST = 1000

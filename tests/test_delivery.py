@@ -12,12 +12,12 @@ from contracts import ErrorCode
 from tests.conftest import ADMIN, wait_for
 from tests.streams import events_of, listening, send_raw, stream_data
 from token_service.app import Service, build_service
-from token_service.handlers import Mutation, handle
-from token_service.inbox import Parsed, open_entry
+from token_service.commands.decoding import Parsed, open_entry
+from token_service.commands.handlers import Mutation, handle
+from token_service.commands.pipeline import GROUP
 from token_service.keys import Keys
-from token_service.processor import GROUP
+from token_service.redis.store import Applied
 from token_service.settings import ServiceSettings
-from token_service.store import Applied
 
 
 def _generate(command_id: str, name: str, reply_to: str) -> dict[str, object]:

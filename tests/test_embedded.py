@@ -6,7 +6,7 @@ from redis.asyncio import Redis
 
 from token_service.app import build_service
 from token_service.client import TokenClient
-from token_service.embedded import EmbeddedRedis
+from token_service.redis.embedded import EmbeddedRedis
 from token_service.settings import ServiceSettings
 
 

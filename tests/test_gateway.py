@@ -16,11 +16,11 @@ from contracts import utc_now
 from contracts.token_format import mint
 from tests.streams import stream_data
 from token_service.client import TokenClient
-from token_service.embedded import EmbeddedRedis, free_port
 from token_service.gateway import Accepted, Rejected, RejectReason, Verifier
+from token_service.gateway.usage import UsageReporter
 from token_service.keys import Keys
+from token_service.redis.embedded import EmbeddedRedis, free_port
 from token_service.settings import ServiceSettings
-from token_service.usage import UsageReporter
 
 
 def _unreachable() -> Redis:

@@ -18,8 +18,8 @@ from redis.backoff import NoBackoff
 
 from tests.conftest import ADMIN
 from token_service.client import TokenClient
-from token_service.embedded import EmbeddedRedis, free_port
-from token_service.health import HealthServer
+from token_service.ops.health import HealthServer
+from token_service.redis.embedded import EmbeddedRedis, free_port
 
 _TIMEOUT = aiohttp.ClientTimeout(total=2)
 

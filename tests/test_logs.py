@@ -15,12 +15,12 @@ from redis.asyncio import Redis
 from contracts.token_format import mint
 from tests.conftest import ADMIN, wait_for
 from tests.streams import send_raw
-from token_service import processor
 from token_service.app import Service
-from token_service.handlers import Mutation
+from token_service.commands import pipeline as processor
+from token_service.commands.handlers import Mutation
 from token_service.keys import Keys
-from token_service.logs import configure_logging, mask_tokens
-from token_service.store import Failed, Outcome
+from token_service.ops.logs import configure_logging, mask_tokens
+from token_service.redis.store import Failed, Outcome
 
 COMMAND_FIELDS = ("command_id", "command_type", "actor", "token_id")
 

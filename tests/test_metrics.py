@@ -18,9 +18,9 @@ from tests.conftest import ADMIN, wait_for
 from tests.streams import send_raw
 from token_service.app import Service, build_service
 from token_service.client import TokenClient
-from token_service.embedded import free_port
 from token_service.gateway import Verifier
 from token_service.keys import Keys
+from token_service.redis.embedded import free_port
 from token_service.settings import ServiceSettings
 from workers.audit import build_worker
 from workers.settings import AuditSettings

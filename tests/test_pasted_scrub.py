@@ -18,9 +18,9 @@ from tests.leaks import tokens_in_redis
 from tests.streams import stream_data
 from token_service.app import Service, build_service
 from token_service.client import TokenClient
-from token_service.embedded import EmbeddedRedis
+from token_service.commands.pipeline import GROUP
 from token_service.keys import Keys
-from token_service.processor import GROUP
+from token_service.redis.embedded import EmbeddedRedis
 from token_service.settings import ServiceSettings
 
 

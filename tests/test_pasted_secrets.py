@@ -7,8 +7,8 @@ from faststream.redis.parser import BinaryMessageFormatV1
 
 from contracts.token_format import find_tokens, mint
 from tests.leaks import tokens_in_lines
-from token_service.deadletter import MAX_COPY_BYTES, dead_letter
-from token_service.inbox import DeadLetter, Invalid, open_entry, secrets_in
+from token_service.commands.decoding import DeadLetter, Invalid, open_entry, secrets_in
+from token_service.redis.deadletters import MAX_COPY_BYTES, dead_letter
 
 BIG = 32 * 1024 * 1024
 

@@ -24,9 +24,9 @@ from tests.faults import (
 )
 from tests.processes import audit_worker_process, service_process
 from tests.streams import stream_data
-from token_service.embedded import EmbeddedRedis
+from token_service.commands.pipeline import GROUP
 from token_service.keys import Keys
-from token_service.processor import GROUP
+from token_service.redis.embedded import EmbeddedRedis
 from token_service.settings import ServiceSettings
 from workers.audit import EVENTS_GROUP, USAGE_GROUP
 

@@ -14,8 +14,8 @@ from redis.exceptions import ResponseError
 
 from tests.conftest import wait_for
 from tests.leaks import aof_settled
-from token_service.embedded import EmbeddedRedis
-from token_service.scrub import AofScrubber
+from token_service.commands.aof import AofScrubber
+from token_service.redis.embedded import EmbeddedRedis
 
 
 @pytest.fixture(scope="module")

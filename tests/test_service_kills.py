@@ -22,8 +22,8 @@ from redis.asyncio import Redis
 from tests.faults import generate, until
 from tests.processes import service_process
 from tests.streams import events_of, listening
+from token_service.commands.pipeline import GROUP
 from token_service.keys import Keys
-from token_service.processor import GROUP
 from token_service.settings import ServiceSettings
 
 WAVES = 6  # waves of commands; a process is killed in the middle of each but the last

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from contracts.token_format import mint
 from tests.conftest import ADMIN
 from tests.processes import service_process
-from token_service.embedded import EmbeddedRedis, free_port
 from token_service.keys import Keys
+from token_service.redis.embedded import EmbeddedRedis, free_port
 from token_service.settings import ServiceSettings
 from tokenctl.cli import app
 

@@ -21,8 +21,8 @@ from tests.leaks import aof_settled, tokens_in_files, tokens_in_lines, tokens_in
 from tests.processes import service_process
 from tests.streams import listening, send_raw
 from token_service.client import TokenClient
-from token_service.embedded import EmbeddedRedis
 from token_service.keys import Keys
+from token_service.redis.embedded import EmbeddedRedis
 from token_service.settings import ServiceSettings
 
 

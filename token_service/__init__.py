@@ -1,6 +1,5 @@
-"""The token service: command handler, token store and their settings."""
+"""The token service: command handling, the gateway library, Redis adapters and operations.
 
-from token_service.keys import Keys
-from token_service.settings import ServiceSettings
-
-__all__ = ["Keys", "ServiceSettings"]
+Each sub-package is one concern; see README, "How it works". Nothing is imported here, so
+that a gateway importing ``token_service.gateway`` loads only what it needs.
+"""

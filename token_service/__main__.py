@@ -10,10 +10,10 @@ import sys
 import structlog
 
 from token_service.app import Service, build_service
-from token_service.connection import sync_redis_client
-from token_service.embedded import EmbeddedRedis
 from token_service.keys import Keys
-from token_service.logs import configure_logging
+from token_service.ops.logs import configure_logging
+from token_service.redis.connection import sync_redis_client
+from token_service.redis.embedded import EmbeddedRedis
 from token_service.settings import ServiceSettings
 from workers.audit import build_worker
 from workers.settings import AuditSettings

@@ -14,15 +14,15 @@ from prometheus_client import CollectorRegistry
 
 from contracts import Command, utc_now
 from token_service.asyncapi import declare_outputs
-from token_service.batching import subscribe_batches
-from token_service.connection import redis_broker, redis_client
-from token_service.health import HealthServer, until_redis_answers
+from token_service.commands.pipeline import GROUP, CommandProcessor
 from token_service.keys import Keys
-from token_service.metrics import CommandMetrics
-from token_service.processor import GROUP, CommandProcessor
+from token_service.ops.health import HealthServer, until_redis_answers
+from token_service.ops.metrics import CommandMetrics
+from token_service.ops.tracing import Tracing, default_provider
+from token_service.redis.connection import redis_broker, redis_client
+from token_service.redis.store import TokenStore
+from token_service.redis.subscription import subscribe_batches
 from token_service.settings import ServiceSettings
-from token_service.store import TokenStore
-from token_service.tracing import Tracing, default_provider
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider

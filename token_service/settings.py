@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from token_service.connection import RedisAccess
+from token_service.redis.connection import RedisAccess
 
 __all__ = ["ServiceSettings", "default_consumer_name"]
 

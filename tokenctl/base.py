@@ -17,7 +17,7 @@ from rich.console import Console
 
 from contracts import CommandReply
 from token_service.client import ReplyTimeout, TokenClient
-from token_service.connection import redis_client
+from token_service.redis.connection import redis_client
 from tokenctl.settings import CliSettings
 
 __all__ = ["Actor", "Json", "admins_app", "app", "fail", "print_json", "run", "send", "settings"]

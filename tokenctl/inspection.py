@@ -16,7 +16,7 @@ from contracts import CommandReply, utc_now
 from token_service.client import TokenClient
 from token_service.gateway import Accepted, Verifier
 from token_service.keys import Keys
-from token_service.store import TokenStore
+from token_service.redis.store import TokenStore
 from tokenctl import base, render
 from tokenctl.durations import parse_duration
 from tokenctl.scanning import Finding, scan_paths

@@ -12,7 +12,7 @@ from rich.console import Console
 from contracts import TokenStatus, TokenView, utc_now
 from contracts.scopes import LEVELS
 from token_service.keys import Keys
-from token_service.store import TokenStore
+from token_service.redis.store import TokenStore
 from tokenctl import base, render
 from tokenctl.durations import parse_date, parse_duration
 from tokenctl.settings import CliSettings

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from token_service.connection import RedisAccess
+from token_service.redis.connection import RedisAccess
 
 __all__ = ["CliSettings", "default_actor"]
 

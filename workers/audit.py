@@ -2,12 +2,12 @@
 
 ``python -m workers.audit`` reads ``tokens:usage`` (group ``audit-usage``) and
 ``tokens:events`` (group ``audit``) in batches. Each batch is folded by one call of a
-Redis function (``token_service/lua/fold_*.lua``), which skips event ids it has seen, so
+Redis function (``token_service/redis/lua/fold_*.lua``), which skips event ids it has seen, so
 a redelivered entry, a retried report or a second worker never counts an event twice.
 Entries that cannot be read are dead-lettered with the reason, and the stream goes on.
 
 The worker may call the functions but not load them: the token service loads the library
-(see ``token_service.functions``). Started first, the worker waits for it, unready; should
+(see ``token_service.redis.library``). Started first, the worker waits for it, unready; should
 Redis lose the library later, a fold waits for it to come back, and entries not folded
 stay pending, to be delivered again.
 """
@@ -31,13 +31,13 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from contracts import LifecycleEvent, TokenUsed, event_adapter, to_millis
-from token_service.batching import StreamEntry, delivery_count, subscribe_batches
-from token_service.connection import redis_broker, redis_client
-from token_service.deadletter import dead_letter
-from token_service.functions import call, is_missing, wait_for_library
-from token_service.health import HealthServer, until_redis_answers
 from token_service.keys import Keys
-from token_service.logs import configure_logging
+from token_service.ops.health import HealthServer, until_redis_answers
+from token_service.ops.logs import configure_logging
+from token_service.redis.connection import redis_broker, redis_client
+from token_service.redis.deadletters import dead_letter
+from token_service.redis.library import call, is_missing, wait_for_library
+from token_service.redis.subscription import StreamEntry, delivery_count, subscribe_batches
 from workers.metrics import AuditMetrics
 from workers.settings import AuditSettings
 from workers.usage_events import HOUR_MS, Fold, read_usage

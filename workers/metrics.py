@@ -6,7 +6,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from token_service.metrics import dead_letters
+from token_service.ops.metrics import dead_letters
 
 __all__ = ["AuditMetrics"]
 

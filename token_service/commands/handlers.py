@@ -29,7 +29,7 @@ from contracts import (
 from contracts.scopes import resource_of
 from contracts.token_format import hint, mint, secret_digest
 from token_service.keys import Keys
-from token_service.records import new_record
+from token_service.redis.records import new_record
 
 __all__ = ["HANDLERS", "Context", "Mutation", "Rejection", "handle"]
 

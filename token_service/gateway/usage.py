@@ -22,7 +22,7 @@ from token_service.keys import Keys
 
 __all__ = ["UsageReporter"]
 
-_log = structlog.get_logger("token_service.usage")
+_log = structlog.get_logger("token_service.gateway.usage")
 
 
 @dataclass(slots=True)

@@ -55,7 +55,7 @@ _BODIES: dict[str, tuple[str, ...]] = {
 
 
 def _read(name: str) -> str:
-    return resources.files("token_service").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    return resources.files("token_service.redis").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
 @functools.cache

@@ -11,7 +11,7 @@ import orjson
 import structlog
 
 from contracts.token_format import mask_tokens_in
-from token_service.tracing import add_trace_ids
+from token_service.ops.tracing import add_trace_ids
 
 __all__ = ["configure_logging", "mask_tokens"]
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import structlog
 
 from contracts import CommandReply, ErrorCode
-from token_service.handlers import Mutation, Rejection
-from token_service.inbox import secrets_in
-from token_service.records import view_from_record
+from token_service.commands.decoding import secrets_in
+from token_service.commands.handlers import Mutation, Rejection
+from token_service.redis.records import view_from_record
 
 __all__ = ["WorkItem", "reply_from_outcome"]
 

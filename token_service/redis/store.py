@@ -1,7 +1,7 @@
 """The token store: the Redis adapter behind the command handler and the read API.
 
 Atomic logic lives in ``lua/*.lua`` beside this module, loaded into Redis as one
-library of functions (``token_service.functions``); each command function starts with
+library of functions (``token_service.redis.library``); each command function starts with
 ``_guard.lua`` (idempotency and the admin check). A whole batch of commands goes to
 Redis in one pipeline of FCALLs.
 """
@@ -19,10 +19,10 @@ from redis.exceptions import ResponseError
 from ulid import ULID
 
 from contracts import TokenStatus, TokenView, format_timestamp, to_millis, utc_now
-from token_service.functions import is_missing, load_library
-from token_service.handlers import Mutation
+from token_service.commands.handlers import Mutation
 from token_service.keys import Keys
-from token_service.records import view_from_record
+from token_service.redis.library import is_missing, load_library
+from token_service.redis.records import view_from_record
 
 __all__ = [
     "Applied",

@@ -22,12 +22,12 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from token_service.functions import loaded_version
-from token_service.metrics import GroupMetrics
+from token_service.ops.metrics import GroupMetrics
+from token_service.redis.library import loaded_version
 
 __all__ = ["HealthServer", "Readiness", "until_redis_answers"]
 
-_log = structlog.get_logger("token_service.health")
+_log = structlog.get_logger("token_service.ops.health")
 _PROBE_TIMEOUT_S = 1.0
 _RETRY_CAP_S = 5.0
 

@@ -1,6 +1,6 @@
 """Batch processing of ``tokens:commands``: per-command semantics, batched round trips.
 
-For a batch of entries: read each entry (:mod:`token_service.inbox`), run the handler,
+For a batch of entries: read each entry (:mod:`token_service.commands.decoding`), run the handler,
 apply all mutations in one pipeline, record all rejections in a second, then publish
 replies, write dead letters and acknowledge in a third. An entry is acknowledged once
 its outcome is settled; one whose function Redis could not run stays pending, to be
@@ -24,18 +24,18 @@ from contracts import (
     to_millis,
     utc_now,
 )
-from token_service.batching import StreamEntry, delivery_count
-from token_service.deadletter import dead_letter
-from token_service.handlers import Context, Rejection, handle
-from token_service.inbox import DeadLetter, Invalid, Parsed, open_entry
-from token_service.metrics import CommandMetrics
-from token_service.pasted import rewrite_wanted
-from token_service.records import view_from_record
-from token_service.scrub import AofScrubber
+from token_service.commands.aof import AofScrubber
+from token_service.commands.decoding import DeadLetter, Invalid, Parsed, open_entry
+from token_service.commands.entry import WorkItem, reply_from_outcome
+from token_service.commands.handlers import Context, Rejection, handle
+from token_service.commands.leaks import rewrite_wanted
+from token_service.ops.metrics import CommandMetrics
+from token_service.ops.tracing import Tracing
+from token_service.redis.deadletters import dead_letter
+from token_service.redis.records import view_from_record
+from token_service.redis.store import Applied, Failed, Refused, Repeated, TokenStore
+from token_service.redis.subscription import StreamEntry, delivery_count
 from token_service.settings import ServiceSettings
-from token_service.store import Applied, Failed, Refused, Repeated, TokenStore
-from token_service.tracing import Tracing
-from token_service.work import WorkItem, reply_from_outcome
 
 __all__ = ["GROUP", "CommandProcessor"]
 

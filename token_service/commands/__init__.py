@@ -1,0 +1,1 @@
+"""Handling commands: decoding entries, handlers, the batch pipeline, expiry, leaked secrets."""

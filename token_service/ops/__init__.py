@@ -1,0 +1,1 @@
+"""Operations: structured logs, tracing, metrics and health endpoints."""
