@@ -36,7 +36,7 @@ schemas: $(STAMP)
 	$(PY) -m contracts.export docs/schemas
 
 asyncapi: $(STAMP) $(PARSER)
-	$(PY) -m token_service.asyncapi docs/asyncapi.json
+	$(PY) -m specs.asyncapi docs/asyncapi.json
 	node tools/asyncapi/validate.mjs docs/asyncapi.json
 
 clean:

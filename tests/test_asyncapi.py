@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from token_service.asyncapi import DOCUMENT, render
+from specs.asyncapi import DOCUMENT, render
 
 ROOT = Path(__file__).resolve().parent.parent
 VALIDATOR = ROOT / "tools" / "asyncapi"

@@ -13,10 +13,11 @@ from tests.conftest import ADMIN, wait_for
 from tests.streams import events_of, listening, send_raw, stream_data
 from token_service.app import Service, build_service
 from token_service.commands.decoding import Parsed, open_entry
-from token_service.commands.handlers import Mutation, handle
+from token_service.commands.handlers import handle
 from token_service.commands.pipeline import GROUP
 from token_service.keys import Keys
-from token_service.redis.store import Applied
+from token_service.plans import NewToken
+from token_service.redis.outcomes import Applied
 from token_service.settings import ServiceSettings
 
 
@@ -155,15 +156,15 @@ async def test_command_applied_but_not_acknowledged_is_answered_as_a_duplicate(
 ) -> None:
     """A consumer that ran the script and died before its XACK: the retry changes nothing."""
     service = build_service(settings)
-    await service.store.ensure_group(keys.commands, GROUP)
+    await service.group.ensure()
     async with listening(redis, "r-half") as replies:
         await send_raw(redis, keys.commands, data=_generate("c-half", "half", "r-half"))
         read = await service.store.redis.xreadgroup(GROUP, "ghost", {keys.commands: ">"})
         ((_, [(_entry_id, fields)]),) = cast(list[tuple[str, list[Any]]], read)
         parsed = open_entry({k.encode(): v.encode() for k, v in fields.items()})
         assert isinstance(parsed, Parsed)
-        mutation = handle(parsed.command, service.processor._context())
-        assert isinstance(mutation, Mutation)
+        mutation = handle(parsed.command, service.pipeline.context())
+        assert isinstance(mutation, NewToken)
         assert isinstance((await service.store.apply([mutation]))[0], Applied)
         await service.app.start()
         try:
@@ -197,15 +198,15 @@ async def test_applied_entry_that_keeps_coming_back_is_answered_not_dead_lettere
     settings: ServiceSettings, redis: Redis, keys: Keys
 ) -> None:
     service = build_service(settings.model_copy(update={"max_deliveries": 1}))
-    await service.store.ensure_group(keys.commands, GROUP)
+    await service.group.ensure()
     async with listening(redis, "r-back") as replies:
         await send_raw(redis, keys.commands, data=_generate("c-back", "back", "r-back"))
         read = await service.store.redis.xreadgroup(GROUP, "ghost", {keys.commands: ">"})
         ((_, [(entry_id, fields)]),) = cast(list[tuple[str, list[Any]]], read)
         parsed = open_entry({k.encode(): v.encode() for k, v in fields.items()})
         assert isinstance(parsed, Parsed)
-        mutation = handle(parsed.command, service.processor._context())
-        assert isinstance(mutation, Mutation)
+        mutation = handle(parsed.command, service.pipeline.context())
+        assert isinstance(mutation, NewToken)
         await service.store.apply([mutation])
         # Delivered many times already, as if each consumer died before its XACK.
         await redis.xclaim(keys.commands, GROUP, "ghost", 0, [entry_id], retrycount=9)

@@ -17,10 +17,10 @@ from tests.conftest import ADMIN, wait_for
 from tests.streams import send_raw
 from token_service.app import Service
 from token_service.commands import pipeline as processor
-from token_service.commands.handlers import Mutation
 from token_service.keys import Keys
 from token_service.ops.logs import configure_logging, mask_tokens
-from token_service.redis.store import Failed, Outcome
+from token_service.plans import Plan
+from token_service.redis.outcomes import Failed, Outcome
 
 COMMAND_FIELDS = ("command_id", "command_type", "actor", "token_id")
 
@@ -136,7 +136,7 @@ async def test_not_applied_line_carries_fields_and_masks_the_error(
 ) -> None:
     token = mint()
 
-    async def unavailable(mutations: Sequence[Mutation]) -> list[Outcome]:
+    async def unavailable(mutations: Sequence[Plan]) -> list[Outcome]:
         return [Failed(RuntimeError(f"redis said no to {token}")) for _ in mutations]
 
     monkeypatch.setattr(service.store, "apply", unavailable)

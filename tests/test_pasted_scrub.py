@@ -105,7 +105,7 @@ async def test_escaped_issued_tokens_in_envelopes_are_deleted_and_scrubbed(
     before = await _rewrites(redis)
     ids = [await raw.xadd(keys.commands, f) for f in await _envelopes(secret)]
     await wait_for(lambda: _all_gone(raw, keys, ids), limit_s=10)
-    scrubber = service.processor.scrubber
+    scrubber = service.pipeline.scrubber
     await wait_for(lambda: _true(scrubber.idle), limit_s=10)
     assert scrubber.rewrites >= 1
     assert await _rewrites(redis) > before
@@ -125,7 +125,7 @@ async def test_made_up_tokens_are_deleted_without_making_redis_rewrite(
             ids.append(await raw.xadd(keys.commands, fields))
     await wait_for(lambda: _all_gone(raw, keys, ids), limit_s=30)
     await asyncio.sleep(0.5)  # time enough for a rewrite to be asked for, were it wanted
-    scrubber = service.processor.scrubber
+    scrubber = service.pipeline.scrubber
     assert scrubber.rewrites == 0
     assert await _rewrites(redis) == before
     # An issued token in the same shapes still gets the file rewritten.
@@ -148,7 +148,7 @@ async def test_a_revoked_token_pasted_still_gets_the_file_rewritten(
     assert not await redis.exists(keys.secret(secret_digest(created.secret)))
     ids = [await raw.xadd(keys.commands, {"data": f"old one: {created.secret}"})]
     await wait_for(lambda: _all_gone(raw, keys, ids), limit_s=10)
-    scrubber = service.processor.scrubber
+    scrubber = service.pipeline.scrubber
     await wait_for(lambda: _true(scrubber.rewrites == 1), limit_s=10)
 
 
@@ -157,7 +157,7 @@ async def test_an_entry_given_up_after_too_many_deliveries_is_deleted_if_it_hold
 ) -> None:
     keys = Keys(settings.key_prefix)
     service = build_service(settings)  # max_deliveries=1
-    await service.store.ensure_group(keys.commands, GROUP)
+    await service.group.ensure()
     pasted = mint()
     entry_id = await redis.xadd(keys.commands, {"data": _revoke("c-stuck", f"x {pasted}")})
     # A consumer that took it and died: delivered twice before the service starts.

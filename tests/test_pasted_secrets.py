@@ -7,8 +7,9 @@ from faststream.redis.parser import BinaryMessageFormatV1
 
 from contracts.token_format import find_tokens, mint
 from tests.leaks import tokens_in_lines
-from token_service.commands.decoding import DeadLetter, Invalid, open_entry, secrets_in
-from token_service.redis.deadletters import MAX_COPY_BYTES, dead_letter
+from token_service.commands.decoding import Invalid, Unreadable, open_entry
+from token_service.commands.leaks import secrets_in
+from token_service.redis.deadletters import MAX_COPY_BYTES, dead_letter_entry
 
 BIG = 32 * 1024 * 1024
 
@@ -81,7 +82,7 @@ def test_a_command_refused_for_a_token_says_so() -> None:
 
 def test_a_dead_letter_copy_masks_an_escaped_token() -> None:
     token = mint()
-    letter = dead_letter(
+    letter = dead_letter_entry(
         stream="s",
         entry_id="1-0",
         fields={b"data": f"not json {_escaped(token)}".encode()},
@@ -101,7 +102,9 @@ def test_a_32_mb_value_is_copied_cut_with_a_straddling_token_masked() -> None:
     token = mint()
     value = _straddling(token, MAX_COPY_BYTES)
     letter = orjson.loads(
-        dead_letter(stream="s", entry_id="1-0", fields={b"data": value}, reason="r", consumer="c")
+        dead_letter_entry(
+            stream="s", entry_id="1-0", fields={b"data": value}, reason="r", consumer="c"
+        )
     )
     copy = letter["fields"]["data"]
     assert len(copy) == MAX_COPY_BYTES
@@ -117,7 +120,7 @@ def test_a_32_mb_entry_is_read_without_parsing_and_its_token_is_found() -> None:
     assert _found({b"data": value}) == _body(token)
     for fields in ({b"data": value}, {b"__data__": value}, {value: b"x"}):
         opened = open_entry(fields)
-        assert isinstance(opened, DeadLetter)
+        assert isinstance(opened, Unreadable)
         assert len(opened.reason) < 1000
         assert token[4:14] not in opened.reason
         assert find_tokens(opened.reason, glued=True) == []

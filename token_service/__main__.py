@@ -1,22 +1,27 @@
-"""``python -m token_service``: run the command handler, on an embedded Redis if none is given."""
+"""``python -m token_service``: run the command handler, on an embedded Redis if none is given.
+
+With ``--with-audit-worker`` (what ``make run`` does) the audit worker runs beside it as
+a child process (``python -m workers.audit``) on the same Redis, and stops with it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import getpass
+import os
+import signal
+import subprocess
 import sys
 
 import structlog
 
-from token_service.app import Service, build_service
+from token_service.app import build_service
 from token_service.keys import Keys
 from token_service.ops.logs import configure_logging
 from token_service.redis.connection import sync_redis_client
 from token_service.redis.embedded import EmbeddedRedis
 from token_service.settings import ServiceSettings
-from workers.audit import build_worker
-from workers.settings import AuditSettings
 
 
 def _bootstrap(settings: ServiceSettings) -> str:
@@ -26,22 +31,42 @@ def _bootstrap(settings: ServiceSettings) -> str:
     return admin
 
 
-def _with_audit_worker(service: Service, settings: ServiceSettings) -> None:
-    # One process, one connection setting: the Redis user must be allowed both parts' work.
-    worker = build_worker(
-        AuditSettings(**settings.access_fields(), key_prefix=settings.key_prefix),
-        registry=service.registry,
-        host_health=service.health,
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
+    # Linux: the worker is sent SIGTERM should this process die, even by SIGKILL.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _start_audit_worker(settings: ServiceSettings) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "REDIS_URL": settings.redis_url or "",
+        "TOKENS_KEY_PREFIX": settings.key_prefix,
+    }
+    if "AUDIT_HTTP_PORT" not in env and settings.http_port == 0:
+        env["AUDIT_HTTP_PORT"] = "0"  # a free port, as the service was told to take
+    return subprocess.Popen(
+        [sys.executable, "-m", "workers.audit"], env=env, preexec_fn=_die_with_parent
     )
 
-    async def start_worker() -> None:
-        await worker.app.start()
 
-    async def stop_worker() -> None:
-        await worker.app.stop()
-
-    service.app.after_startup(start_worker)
-    service.app.on_shutdown(stop_worker)
+def _announce(embedded: EmbeddedRedis, settings: ServiceSettings, admin: str) -> None:
+    keys = Keys(settings.key_prefix)
+    replies = f"{keys.prefix}:replies:cli:demo"
+    print(
+        f"Embedded Redis ({embedded.kind}) at {embedded.url}; nothing is kept after exit.\n"
+        f"Administrator '{admin}' is in {keys.admins}. Try:\n"
+        f"  redis-cli -p {embedded.port} SUBSCRIBE {replies}    # in one terminal\n"
+        f"  redis-cli -p {embedded.port} XADD {keys.commands} '*' data "
+        f'\'{{"type":"GenerateToken","command_id":"c-1","actor":"{admin}",'
+        f'"name":"first","scopes":["{settings.resources[0]}:read"],'
+        f'"reply_to":"{replies}"}}\'',
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--with-audit-worker",
         action="store_true",
-        help="run the audit worker in this process too (what `make run` does)",
+        help="run the audit worker beside it, as a child process (what `make run` does)",
     )
     options = parser.parse_args(argv)
     settings = ServiceSettings()
@@ -60,27 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     if settings.redis_url is None:
         embedded = EmbeddedRedis.start()
         settings = settings.model_copy(update={"redis_url": embedded.url})
-        admin = _bootstrap(settings)
-        keys = Keys(settings.key_prefix)
-        print(
-            f"Embedded Redis ({embedded.kind}) at {embedded.url}; nothing is kept after exit.\n"
-            f"Administrator '{admin}' is in {keys.admins}. Try:\n"
-            f"  redis-cli -p {embedded.port} SUBSCRIBE my-replies    # in one terminal\n"
-            f"  redis-cli -p {embedded.port} XADD {keys.commands} '*' data "
-            f'\'{{"type":"GenerateToken","command_id":"c-1","actor":"{admin}",'
-            f'"name":"first","scopes":["{settings.resources[0]}:read"],'
-            f'"reply_to":"my-replies"}}\'',
-            flush=True,
-        )
+        _announce(embedded, settings, _bootstrap(settings))
     service = build_service(settings)
-    if options.with_audit_worker:
-        _with_audit_worker(service, settings)
+    worker = _start_audit_worker(settings) if options.with_audit_worker else None
     try:
         asyncio.run(service.app.run())
     except KeyboardInterrupt:
         pass
     finally:
         log.info("service_stopped")
+        if worker is not None:
+            worker.terminate()
+            worker.wait(10)
         if embedded is not None:
             embedded.stop()
     return 0

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from token_service.redis.connection import RedisAccess
+from token_service.redis.connection import RedisAccess, default_consumer_name
 
-__all__ = ["ServiceSettings", "default_consumer_name"]
-
-
-def default_consumer_name() -> str:
-    """hostname-pid: unique per process, so no two consumers share a pending list."""
-    return f"{socket.gethostname()}-{os.getpid()}"
+__all__ = ["ServiceSettings"]
 
 
 def _split_commas(value: object) -> object:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from token_service.redis.connection import RedisAccess
-from token_service.settings import default_consumer_name
+from token_service.redis.connection import RedisAccess, default_consumer_name
 
 __all__ = ["AuditSettings"]
 

@@ -3,7 +3,8 @@
 Entries come in two shapes: the contract's plain ``data`` field holding JSON, and
 FastStream's publisher envelope in ``__data__`` (binary headers, then the JSON body),
 whose ``reply_to`` header names where FastStream's ``request`` waits for the answer.
-Nothing here raises on bad input: every entry ends as one of the three outcomes.
+Nothing here raises on bad input: every entry ends as one of three outcomes,
+:class:`Parsed`, :class:`Invalid` (answered ``invalid``) or :class:`Unreadable` (dead-lettered).
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ import orjson
 from faststream.redis.parser import BinaryMessageFormatV1
 from pydantic import ValidationError
 
-from contracts import COMMAND_TYPES, CommandBase
+from contracts import COMMAND_TYPES, CommandBase, ErrorCode
 from contracts.commands import LEAK_ERROR
-from contracts.token_format import MAX_TOKEN_BODY, decode_json_escapes, find_tokens, mask_tokens_in
+from contracts.token_format import MAX_TOKEN_BODY, find_tokens, mask_tokens_in
+from token_service.plans import Rejection
 
 __all__ = [
     "MAX_ENVELOPE_BYTES",
     "MAX_PAYLOAD_BYTES",
-    "DeadLetter",
+    "About",
     "Invalid",
     "Parsed",
+    "Unreadable",
     "open_entry",
-    "secrets_in",
+    "open_envelope_raw",
+    "too_big_to_parse",
 ]
 
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -50,8 +54,19 @@ def _printable_name(raw: bytes, limit: int = 200) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """An entry that cannot be read as a command at all; kept for operators."""
+class About:
+    """What is known of a command's entry: enough to answer it, log it and audit it."""
+
+    command_type: str = "unknown"
+    command_id: str | None = None
+    actor: str = "unknown"
+    token_id: str | None = None
+    reply_channels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """An entry that cannot be read as a command at all: it goes to the dead letters."""
 
     reason: str
     reply_channels: tuple[str, ...] = ()
@@ -61,11 +76,8 @@ class DeadLetter:
 class Invalid:
     """A command of a known type whose fields break the contract."""
 
-    command_type: str
-    command_id: str | None
-    actor: str
-    reply_channels: tuple[str, ...]
-    fields: dict[str, str]
+    about: About
+    rejection: Rejection
     holds_secret: bool = False
     """Refused (at least) because a field holds a token: the entry must not stay."""
 
@@ -75,7 +87,7 @@ class Parsed:
     """A well-formed command, and every channel that waits for its reply."""
 
     command: CommandBase
-    reply_channels: tuple[str, ...] = ()
+    about: About
 
 
 def _valid(pattern: re.Pattern[str], value: Any) -> str | None:
@@ -97,44 +109,24 @@ def _channels(*candidates: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c for c in candidates if c))
 
 
-def _tokens_in_text(raw: bytes) -> list[str]:
-    text = raw.decode("utf-8", "replace")
-    # JSON escapes (``tok\\u005f…``) hide a token from a scan of the raw text, not from
-    # whoever reads the entry: look at the text with them decoded too.
-    return find_tokens(decode_json_escapes(text), glued=True)
-
-
-def _too_big_to_parse(envelope: bytes) -> bool:
+def too_big_to_parse(envelope: bytes) -> bool:
+    """Whether a FastStream envelope is too large to be worth parsing."""
     # The binary format is sliced, not parsed: only a huge JSON envelope costs to read.
     binary = envelope.startswith(BinaryMessageFormatV1.IDENTITY_HEADER)
     return not binary and len(envelope) > MAX_ENVELOPE_BYTES
 
 
-def _tokens_in_envelope(raw: bytes) -> list[str]:
-    if _too_big_to_parse(raw):
-        return []  # a JSON envelope that large is not parsed; the raw scan covers it
+def open_envelope_raw(raw: bytes) -> tuple[bytes, Any]:
+    """A FastStream envelope's body and headers (whatever its legacy JSON form held)."""
     payload, headers = BinaryMessageFormatV1.parse(raw)
-    found = _tokens_in_text(payload)
-    if isinstance(headers, dict):
-        for name, value in headers.items():
-            found += _tokens_in_text(f"{name} {value}".encode())
-    return found
+    return payload, headers
 
 
-def secrets_in(fields: dict[bytes, bytes]) -> list[str]:
-    """Every well-formed token in an entry: in any field name or value, as written, with
-    JSON escapes decoded, and inside a FastStream envelope's body and headers."""
-    found = [token for pair in fields.items() for raw in pair for token in _tokens_in_text(raw)]
-    if b"__data__" in fields:
-        found += _tokens_in_envelope(fields[b"__data__"])
-    return list(dict.fromkeys(found))
-
-
-def _open_envelope(raw: bytes) -> tuple[bytes, str | None] | DeadLetter:
-    if _too_big_to_parse(raw):
+def _open_envelope(raw: bytes) -> tuple[bytes, str | None] | Unreadable:
+    if too_big_to_parse(raw):
         # Parsing a huge JSON envelope only to refuse its payload would cost the most.
-        return DeadLetter(f"envelope of {len(raw)} bytes exceeds {MAX_ENVELOPE_BYTES}")
-    payload, headers = BinaryMessageFormatV1.parse(raw)
+        return Unreadable(f"envelope of {len(raw)} bytes exceeds {MAX_ENVELOPE_BYTES}")
+    payload, headers = open_envelope_raw(raw)
     # FastStream's legacy JSON envelope hands back whatever "headers" held.
     reply_to = headers.get("reply_to") if isinstance(headers, dict) else None
     return payload, _valid(_CHANNEL, reply_to)
@@ -149,44 +141,68 @@ def _refused_for_a_secret(error: ValidationError) -> bool:
     return False
 
 
-def open_entry(fields: dict[bytes, bytes]) -> Parsed | Invalid | DeadLetter:
-    """Read one stream entry's fields."""
-    faststream_reply_to: str | None = None  # where FastStream's request() listens
+def _about(command: CommandBase, reply_channels: tuple[str, ...]) -> About:
+    return About(
+        command_type=type(command).__name__,
+        command_id=command.command_id,
+        actor=command.actor,
+        token_id=getattr(command, "token_id", None),
+        reply_channels=reply_channels,
+    )
+
+
+def _invalid(
+    model: type[CommandBase],
+    body: dict[str, Any],
+    channels: tuple[str, ...],
+    error: ValidationError,
+) -> Invalid:
+    actor = body.get("actor")
+    about = About(
+        command_type=model.__name__,
+        command_id=_valid(_COMMAND_ID, body.get("command_id")),
+        actor=_printable(actor, 256) if isinstance(actor, str) and actor else "unknown",
+        reply_channels=channels,
+    )
+    rejection = Rejection(
+        ErrorCode.INVALID, "the command breaks the contract", _field_errors(error)
+    )
+    return Invalid(about, rejection, holds_secret=_refused_for_a_secret(error))
+
+
+def _payload(fields: dict[bytes, bytes]) -> tuple[bytes, str | None] | Unreadable:
     if b"data" in fields:
-        payload = fields[b"data"]
-    elif b"__data__" in fields:
-        opened = _open_envelope(fields[b"__data__"])
-        if isinstance(opened, DeadLetter):
-            return opened
-        payload, faststream_reply_to = opened
-    else:
-        names = ", ".join(_printable_name(name) for name in fields)
-        return DeadLetter(f"no 'data' field (fields: {names})")
+        return fields[b"data"], None
+    if b"__data__" in fields:
+        return _open_envelope(fields[b"__data__"])
+    names = ", ".join(_printable_name(name) for name in fields)
+    return Unreadable(f"no 'data' field (fields: {names})")
+
+
+def open_entry(fields: dict[bytes, bytes]) -> Parsed | Invalid | Unreadable:
+    """Read one stream entry's fields."""
+    opened = _payload(fields)
+    if isinstance(opened, Unreadable):
+        return opened
+    payload, faststream_reply_to = opened  # where FastStream's request() listens, if it did
     if len(payload) > MAX_PAYLOAD_BYTES:
-        return DeadLetter(
+        return Unreadable(
             f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}",
             _channels(faststream_reply_to),
         )
     try:
         body = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        return DeadLetter(f"undecodable: not UTF-8 JSON ({exc})", _channels(faststream_reply_to))
+        return Unreadable(f"undecodable: not UTF-8 JSON ({exc})", _channels(faststream_reply_to))
     if not isinstance(body, dict):
-        return DeadLetter("not a JSON object", _channels(faststream_reply_to))
+        return Unreadable("not a JSON object", _channels(faststream_reply_to))
     reply_channels = _channels(_valid(_CHANNEL, body.get("reply_to")), faststream_reply_to)
     command_type = body.get("type")
     model = COMMAND_TYPES.get(command_type) if isinstance(command_type, str) else None
     if model is None:
-        return DeadLetter(f"unknown command type {_printable(command_type)}", reply_channels)
+        return Unreadable(f"unknown command type {_printable(command_type)}", reply_channels)
     try:
-        return Parsed(model.model_validate_json(payload), reply_channels)
+        command = model.model_validate_json(payload)
     except ValidationError as exc:
-        actor = body.get("actor")
-        return Invalid(
-            command_type=model.__name__,
-            command_id=_valid(_COMMAND_ID, body.get("command_id")),
-            actor=_printable(actor, 256) if isinstance(actor, str) and actor else "unknown",
-            reply_channels=reply_channels,
-            fields=_field_errors(exc),
-            holds_secret=_refused_for_a_secret(exc),
-        )
+        return _invalid(model, body, reply_channels, exc)
+    return Parsed(command, _about(command, reply_channels))

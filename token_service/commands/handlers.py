@@ -1,14 +1,15 @@
-"""Command handlers: plain functions from a command to the mutation that applies it.
+"""Command handlers: plain functions from a command to the plan that carries it out.
 
-A handler checks what it can without Redis and returns either a :class:`Rejection`
-or a :class:`Mutation`: the Redis function, keys and arguments that apply the command in
-one atomic step. Checks that need state (admins, names, status) run inside that function.
+A handler checks what it can without Redis and returns a plan (``token_service.plans``)
+or a :class:`~token_service.plans.Rejection`. It mints secrets and writes the event the
+plan will store; it never talks to Redis. Checks that need state (administrators, names,
+status) run in the store's atomic step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,67 +24,39 @@ from contracts import (
     TokenCreated,
     TokenRevoked,
     TokenRotated,
-    format_timestamp,
-    to_millis,
 )
 from contracts.scopes import resource_of
 from contracts.token_format import hint, mint, secret_digest
-from token_service.keys import Keys
+from token_service.plans import Issuer, NewToken, Plan, Rejection, Revocation, Rotation
 from token_service.redis.records import new_record
 
-__all__ = ["HANDLERS", "Context", "Mutation", "Rejection", "handle"]
+__all__ = ["HANDLERS", "Context", "handle"]
 
 
 @dataclass(frozen=True, slots=True)
 class Context:
     """What handlers need besides the command: configuration and the clock."""
 
-    keys: Keys
     token_prefix: str
     resources: frozenset[str]
     admins: frozenset[str]
-    command_ttl_ms: int
     now: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """A command refused, with a code, a message and the fields at fault."""
-
-    code: ErrorCode
-    message: str
-    fields: dict[str, str] | None = None
-    token_id: str | None = None
+def _issuer(command: CommandBase, context: Context) -> Issuer:
+    return Issuer(command.actor, command.command_id, command.actor in context.admins)
 
 
-@dataclass(frozen=True, slots=True)
-class Mutation:
-    """One atomic function call that applies a command, remembers it and writes its event."""
-
-    function: str
-    """Which of the library's command functions (``generate``, ``revoke``, ``rotate``)."""
-    keys: list[str]
-    args: list[str | int]
-    token_id: str
-    secret: str | None = field(default=None, repr=False)
-
-
-def _guard(command: CommandBase, context: Context) -> tuple[list[str], list[str | int]]:
-    keys = [context.keys.command(command.command_id)]
-    # Named in ARGV, not KEYS: the function only reads the set (see lua/_guard.lua).
-    look_up_in = "" if command.actor in context.admins else context.keys.admins
-    return keys, [command.actor, look_up_in, context.command_ttl_ms]
-
-
-def generate(command: GenerateToken, context: Context) -> Mutation | Rejection:
+def generate(command: GenerateToken, context: Context) -> NewToken | Rejection:
     """Mint a token; its secret leaves only in the reply."""
     unknown = sorted({resource_of(s) for s in command.scopes} - context.resources)
     if unknown:
         names = ", ".join(f"'{name}'" for name in unknown)
+        known = ", ".join(sorted(context.resources))
         return Rejection(
             ErrorCode.INVALID,
             "a scope names a resource that does not exist",
-            {"scopes": f"unknown resource {names}; known: {', '.join(sorted(context.resources))}"},
+            {"scopes": f"unknown resource {names}; known: {known}"},
         )
     if command.expires_at is not None and command.expires_at <= context.now:
         return Rejection(
@@ -91,7 +64,6 @@ def generate(command: GenerateToken, context: Context) -> Mutation | Rejection:
         )
     token_id = str(ULID.from_datetime(context.now))
     secret = mint(context.token_prefix)
-    digest = secret_digest(secret)
     scopes = list(command.scopes)
     event = TokenCreated(
         token_id=token_id,
@@ -113,27 +85,21 @@ def generate(command: GenerateToken, context: Context) -> Mutation | Rejection:
         expires_at=command.expires_at,
         hint=hint(secret),
     )
-    keys, args = _guard(command, context)
-    k = context.keys
-    keys += [
-        k.name(command.name),
-        k.token(token_id),
-        k.token_secrets(token_id),
-        k.secret(digest),
-        k.index,
-        k.expiries,
-        k.events,
-        k.digest(digest),
-    ]
-    expires_ms = "" if command.expires_at is None else to_millis(command.expires_at)
-    args += [token_id, to_millis(context.now), expires_ms, record["scopes"], digest]
-    args.append(event.to_json().decode())
-    for item in record.items():
-        args.extend(item)
-    return Mutation("generate", keys, args, token_id, secret)
+    return NewToken(
+        issuer=_issuer(command, context),
+        token_id=token_id,
+        name=command.name,
+        record=record,
+        digest=secret_digest(secret),
+        scopes=record["scopes"],
+        created=context.now,
+        expires=command.expires_at,
+        event=event.to_json(),
+        secret=secret,
+    )
 
 
-def revoke(command: RevokeToken, context: Context) -> Mutation:
+def revoke(command: RevokeToken, context: Context) -> Revocation:
     """Delete every live secret of a token and mark it revoked."""
     event = TokenRevoked(
         token_id=command.token_id,
@@ -142,25 +108,13 @@ def revoke(command: RevokeToken, context: Context) -> Mutation:
         reason=command.reason,
         occurred_at=context.now,
     )
-    keys, args = _guard(command, context)
-    k = context.keys
-    keys += [k.token(command.token_id), k.token_secrets(command.token_id), k.expiries, k.events]
-    args += [
-        command.token_id,
-        format_timestamp(context.now),
-        event.to_json().decode(),
-        k.secret_prefix,
-        k.name_prefix,
-        to_millis(context.now),
-    ]
-    return Mutation("revoke", keys, args, command.token_id)
+    return Revocation(_issuer(command, context), command.token_id, context.now, event.to_json())
 
 
-def rotate(command: RotateToken, context: Context) -> Mutation:
+def rotate(command: RotateToken, context: Context) -> Rotation:
     """Issue a new secret; the old one keeps working until the grace period ends."""
     grace_end = context.now + timedelta(seconds=command.grace_seconds)
     secret = mint(context.token_prefix)
-    digest = secret_digest(secret)
     event = TokenRotated(
         token_id=command.token_id,
         actor=command.actor,
@@ -168,35 +122,25 @@ def rotate(command: RotateToken, context: Context) -> Mutation:
         previous_valid_until=grace_end,
         occurred_at=context.now,
     )
-    keys, args = _guard(command, context)
-    k = context.keys
-    keys += [
-        k.token(command.token_id),
-        k.token_secrets(command.token_id),
-        k.secret(digest),
-        k.events,
-        k.digest(digest),
-    ]
-    args += [
-        command.token_id,
-        to_millis(context.now),
-        format_timestamp(context.now),
-        to_millis(grace_end),
-        digest,
-        hint(secret),
-        event.to_json().decode(),
-        k.secret_prefix,
-    ]
-    return Mutation("rotate", keys, args, command.token_id, secret)
+    return Rotation(
+        issuer=_issuer(command, context),
+        token_id=command.token_id,
+        at=context.now,
+        grace_end=grace_end,
+        digest=secret_digest(secret),
+        hint=hint(secret),
+        event=event.to_json(),
+        secret=secret,
+    )
 
 
-HANDLERS: dict[type[CommandBase], Callable[[Any, Context], Mutation | Rejection]] = {
+HANDLERS: dict[type[CommandBase], Callable[[Any, Context], Plan | Rejection]] = {
     GenerateToken: generate,
     RevokeToken: revoke,
     RotateToken: rotate,
 }
 
 
-def handle(command: CommandBase, context: Context) -> Mutation | Rejection:
+def handle(command: CommandBase, context: Context) -> Plan | Rejection:
     """Dispatch a validated command to its handler."""
     return HANDLERS[type(command)](command, context)

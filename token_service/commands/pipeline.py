@@ -1,9 +1,10 @@
-"""Batch processing of ``tokens:commands``: per-command semantics, batched round trips.
+"""The batch pipeline of ``tokens:commands``: per-command semantics, batched round trips.
 
-For a batch of entries: read each entry (:mod:`token_service.commands.decoding`), run the handler,
-apply all mutations in one pipeline, record all rejections in a second, then publish
-replies, write dead letters and acknowledge in a third. An entry is acknowledged once
-its outcome is settled; one whose function Redis could not run stays pending, to be
+For a batch of entries: read each entry (:mod:`.decoding`), run its handler, carry out
+all plans in one pipeline, record all refusals in a second, then publish replies, write
+dead letters and events, and acknowledge, in one MULTI (:class:`ConsumerGroup.settle`).
+Each entry moves through the stages of :mod:`.entry`; an error while handling one entry
+parks that entry alone. One whose function Redis could not run stays pending, to be
 claimed again after the idle time and dead-lettered after too many deliveries.
 """
 
@@ -12,32 +13,25 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import orjson
 import structlog
+from redis.asyncio.client import Pipeline
 
-from contracts import (
-    CommandBase,
-    CommandRejected,
-    CommandReply,
-    ErrorCode,
-    ErrorInfo,
-    to_millis,
-    utc_now,
-)
-from token_service.commands.aof import AofScrubber
-from token_service.commands.decoding import DeadLetter, Invalid, Parsed, open_entry
-from token_service.commands.entry import WorkItem, reply_from_outcome
-from token_service.commands.handlers import Context, Rejection, handle
-from token_service.commands.leaks import rewrite_wanted
+from contracts import ErrorCode, to_millis, utc_now
+from token_service.commands.decoding import About, Invalid, Parsed, Unreadable, open_entry
+from token_service.commands.entry import CommandEntry, Stage
+from token_service.commands.handlers import Context, handle
+from token_service.commands.leaks import AofScrubber, rewrite_wanted
+from token_service.commands.replies import applied_reply, repeat_reply
 from token_service.ops.metrics import CommandMetrics
 from token_service.ops.tracing import Tracing
-from token_service.redis.deadletters import dead_letter
-from token_service.redis.records import view_from_record
-from token_service.redis.store import Applied, Failed, Refused, Repeated, TokenStore
-from token_service.redis.subscription import StreamEntry, delivery_count
+from token_service.plans import NewToken, Rejection, minted_secret
+from token_service.redis.groups import ConsumerGroup, Parked
+from token_service.redis.outcomes import Applied, Failed, Outcome, Repeated, rejection_record
+from token_service.redis.store import TokenStore
+from token_service.redis.subscription import StreamEntry
 from token_service.settings import ServiceSettings
 
-__all__ = ["GROUP", "CommandProcessor"]
+__all__ = ["GROUP", "CommandPipeline"]
 
 GROUP = "token-service"
 _log = structlog.get_logger("token_service.commands")
@@ -47,17 +41,19 @@ _SECRET_BESIDE = Rejection(
 )
 
 
-class CommandProcessor:
+class CommandPipeline:
     """Handles batches of command entries for one consumer of the ``token-service`` group."""
 
     def __init__(
         self,
         store: TokenStore,
+        group: ConsumerGroup,
         settings: ServiceSettings,
         metrics: CommandMetrics,
         tracing: Tracing,
     ) -> None:
         self.store = store
+        self.group = group
         self.settings = settings
         self.metrics = metrics
         self.tracing = tracing
@@ -67,224 +63,180 @@ class CommandProcessor:
         self.scrubber = AofScrubber(store.redis)
         """Rewrites the append-only file after an entry holding a token was deleted."""
 
-    def _context(self) -> Context:
+    def context(self) -> Context:
+        """What the handlers are given for a batch handled now."""
         return Context(
-            keys=self.keys,
             token_prefix=self.settings.token_prefix,
             resources=self._resources,
             admins=self._admins,
-            command_ttl_ms=self.settings.command_ttl_seconds * 1000,
             now=utc_now(),
         )
 
     async def process(self, entries: Sequence[StreamEntry], claimed: bool = False) -> None:
         """Handle a batch; ``claimed`` entries were taken over from a consumer that stalled."""
         started, started_ns = time.perf_counter(), time.time_ns()
-        context = self._context()
-        batch = [WorkItem(entry_id.decode(), fields) for entry_id, fields in entries]
-        for work in batch:  # before anything else: an entry given up on is scrubbed too
-            work.look_for_secrets()
+        batch = [CommandEntry(entry_id.decode(), fields) for entry_id, fields in entries]
+        for entry in batch:  # before anything else: an entry given up on is scrubbed too
+            entry.look_for_secrets()
         if claimed:
             await self._give_up_on_repeated_failures(batch)
+        context = self.context()
         oldest_ms = to_millis(context.now) - self.settings.command_ttl_seconds * 1000
-        for work in batch:
-            if work.settled:
-                continue
-            if int(work.entry_id.partition("-")[0]) < oldest_ms:
-                # Its command id may be forgotten by now: applying it could apply it twice.
-                work.dead_reason = "older than the command-id memory; not applied"
-                work.settled = True
-            else:
-                self._prepare(work, context)
+        for entry in batch:
+            if entry.stage is Stage.OPEN:
+                self._open(entry, context, oldest_ms)
         with self.tracing.span("redis apply", {"commands": len(batch)}):
             await self._apply(batch)
         with self.tracing.span("redis record rejections"):
-            await self._reject(batch)
+            await self._record_refusals(batch)
         with self.tracing.span("redis settle and reply"):
-            await self._finish(batch, started)
-        if self.tracing.enabled:
-            for work in batch:
-                self.tracing.record(
-                    f"command {work.command_type}",
-                    started_ns,
-                    {
-                        **work.log_fields(),
-                        "outcome": work.outcome() if work.settled else "retry",
-                        "reply_channels": len(work.channels) if work.reply else 0,
-                    },
-                )
+            await self._settle(batch, started)
+        self._trace(batch, started_ns)
 
-    async def _give_up_on_repeated_failures(self, batch: list[WorkItem]) -> None:
-        for work in batch:
-            deliveries = await delivery_count(
-                self.store.redis, self.keys.commands, GROUP, work.entry_id
-            )
-            if deliveries <= self.settings.max_deliveries:
+    async def _give_up_on_repeated_failures(self, batch: list[CommandEntry]) -> None:
+        for entry in batch:
+            reason = await self.group.given_up(entry.entry_id)
+            if reason is None:
                 continue
-            work.settled = True
-            opened = open_entry(work.fields)
+            opened = open_entry(entry.fields)
             if isinstance(opened, Parsed):  # so that the sender hears why
-                self._describe(work, opened)
-                assert work.command_id is not None
-                first = await self.store.outcome_of(work.command_id)
+                entry.describe(opened.about)
+                command_id = opened.command.command_id
+                first = await self.store.outcome_of(command_id)
                 if first is not None:  # it was applied, only its acknowledgement was lost
-                    work.reply = reply_from_outcome(work.command_id, first)
+                    entry.answer(repeat_reply(command_id, first))
                     continue
-            work.dead_reason = f"not handled after {deliveries - 1} deliveries"
-            work.dead_code = ErrorCode.INTERNAL
+            entry.park(reason, ErrorCode.INTERNAL)
 
-    def _prepare(self, work: WorkItem, context: Context) -> None:
+    def _open(self, entry: CommandEntry, context: Context, oldest_ms: int) -> None:
         try:
-            opened = open_entry(work.fields)
-            if isinstance(opened, DeadLetter):
-                work.dead_reason, work.channels = opened.reason, opened.reply_channels
-                work.settled = True
+            if int(entry.entry_id.partition("-")[0]) < oldest_ms:
+                # Its command id may be forgotten by now: applying it could apply it twice.
+                entry.park("older than the command-id memory; not applied")
+                return
+            opened = open_entry(entry.fields)
+            if isinstance(opened, Unreadable):
+                entry.describe(About(reply_channels=opened.reply_channels))
+                entry.park(opened.reason)
             elif isinstance(opened, Invalid):
-                work.channels, work.command_type = opened.reply_channels, opened.command_type
-                work.command_id, work.actor = opened.command_id, opened.actor
-                work.holds_secret = work.holds_secret or opened.holds_secret
-                work.rejection = Rejection(
-                    ErrorCode.INVALID, "the command breaks the contract", opened.fields
-                )
+                entry.describe(opened.about)
+                entry.holds_secret = entry.holds_secret or opened.holds_secret
+                entry.refuse(opened.rejection)
             else:
-                self._describe(work, opened)
-                outcome = _SECRET_BESIDE if work.holds_secret else handle(opened.command, context)
-                if isinstance(outcome, Rejection):
-                    work.rejection = outcome
+                entry.describe(opened.about)
+                planned = _SECRET_BESIDE if entry.holds_secret else handle(opened.command, context)
+                if isinstance(planned, Rejection):
+                    entry.refuse(planned)
                 else:
-                    work.mutation = outcome
+                    entry.plan_to(planned)
         except Exception as exc:  # a bug must not block the stream: park the entry
-            _log.exception("command_preparation_failed", **work.log_fields())
-            work.dead_reason = f"internal error while reading: {type(exc).__name__}"
-            work.settled = True
+            self._park_after_error(entry, "reading", exc)
+
+    def _park_after_error(self, entry: CommandEntry, during: str, exc: Exception) -> None:
+        event = "command_preparation_failed" if during == "reading" else "command_answer_failed"
+        _log.exception(event, **entry.log_fields())
+        entry.park(f"internal error while {during}: {type(exc).__name__}", ErrorCode.INTERNAL)
+
+    async def _apply(self, batch: list[CommandEntry]) -> None:
+        planned = [
+            entry for entry in batch if entry.plan is not None and entry.stage is Stage.PLANNED
+        ]
+        outcomes = await self.store.apply([entry.plan for entry in planned if entry.plan])
+        for entry, outcome in zip(planned, outcomes, strict=True):
+            try:
+                self._applied(entry, outcome)
+            except Exception as exc:  # one entry's trouble stays with that entry
+                self._park_after_error(entry, "answering", exc)
 
     @staticmethod
-    def _describe(work: WorkItem, parsed: Parsed) -> None:
-        command: CommandBase = parsed.command
-        work.channels = parsed.reply_channels
-        work.command_type = type(command).__name__
-        work.command_id = command.command_id
-        work.actor = command.actor
-        work.token_id = getattr(command, "token_id", None)
+    def _applied(entry: CommandEntry, outcome: Outcome) -> None:
+        plan = entry.plan
+        command_id = entry.about.command_id
+        assert plan is not None
+        assert command_id is not None
+        if isinstance(outcome, Applied):
+            entry.answer(applied_reply(command_id, outcome.record, minted_secret(plan)))
+        elif isinstance(outcome, Repeated):
+            entry.answer(repeat_reply(command_id, outcome.first))
+        elif isinstance(outcome, Rejection):
+            token_id = None if isinstance(plan, NewToken) else plan.token_id
+            entry.refuse(Rejection(outcome.code, outcome.message, None, token_id))
+        else:
+            entry.leave_pending(outcome.error)
 
-    async def _apply(self, batch: list[WorkItem]) -> None:
-        pending = [w for w in batch if w.mutation is not None]
-        outcomes = await self.store.apply([w.mutation for w in pending if w.mutation])
-        for work, outcome in zip(pending, outcomes, strict=True):
-            assert work.mutation is not None
-            assert work.command_id is not None
-            if isinstance(outcome, Applied):
-                work.reply = CommandReply(
-                    command_id=work.command_id,
-                    ok=True,
-                    token=view_from_record(outcome.record),
-                    secret=work.mutation.secret,
-                )
-                work.token_id = work.mutation.token_id
-                work.settled = True
-            elif isinstance(outcome, Repeated):
-                work.reply = reply_from_outcome(work.command_id, outcome.outcome)
-                work.settled = True
-            elif isinstance(outcome, Refused):
-                token_id = None if work.mutation.function == "generate" else work.mutation.token_id
-                work.rejection = Rejection(ErrorCode(outcome.code), outcome.message, None, token_id)
-            else:
-                self._failed(work, outcome)
-
-    async def _reject(self, batch: list[WorkItem]) -> None:
-        recorded: list[WorkItem] = []
+    async def _record_refusals(self, batch: list[CommandEntry]) -> None:
+        recorded: list[tuple[CommandEntry, Rejection]] = []
         calls: list[tuple[str, bytes, bytes]] = []
-        for work in batch:
-            if work.rejection is None or work.settled:
+        for entry in batch:
+            rejection = entry.rejection
+            if entry.stage is not Stage.REFUSED or rejection is None:
                 continue
-            rejection = work.rejection
-            error = ErrorInfo(
-                code=rejection.code, message=rejection.message, fields=rejection.fields
-            )
-            work.reply = CommandReply(command_id=work.command_id, ok=False, error=error)
-            event = self._rejected_event(work, rejection.code.value, rejection.message)
-            if work.command_id is None:  # nothing to remember it by
-                work.events.append(event)
-                work.settled = True
+            command_id = entry.about.command_id
+            if command_id is None:  # nothing to remember it by
+                entry.answer_refusal(rejection, audit_now=True)
                 continue
-            outcome = orjson.dumps(
-                {"ok": False, "error": error.model_dump(mode="json", exclude_none=True)}
-            )
-            recorded.append(work)
-            calls.append((work.command_id, outcome, event))
-        for work, result in zip(recorded, await self.store.record_rejections(calls), strict=True):
-            if isinstance(result, Repeated):
-                assert work.command_id is not None
-                work.reply = reply_from_outcome(work.command_id, result.outcome)
-                work.settled = True
-            elif isinstance(result, Failed):
-                work.reply = None
-                self._failed(work, result)
-            else:
-                work.settled = True
+            event = entry.rejected_event(rejection.code, rejection.message)
+            recorded.append((entry, rejection))
+            calls.append((command_id, rejection_record(rejection), event))
+        results = await self.store.record_rejections(calls)
+        for (entry, rejection), result in zip(recorded, results, strict=True):
+            try:
+                if isinstance(result, Repeated):
+                    entry.answer(repeat_reply(entry.about.command_id or "", result.first))
+                elif isinstance(result, Failed):
+                    entry.leave_pending(result.error)
+                else:
+                    entry.answer_refusal(rejection, audit_now=False)
+            except Exception as exc:
+                self._park_after_error(entry, "answering", exc)
 
-    def _rejected_event(self, work: WorkItem, code: str, message: str) -> bytes:
-        return CommandRejected(
-            actor=work.actor,
-            command_id=work.command_id,
-            token_id=work.token_id,
-            command_type=work.command_type,
-            code=code,
-            message=message,
-        ).to_json()
+    def _writes(self, done: list[CommandEntry]) -> tuple[list[Parked], list[str]]:
+        parked = [
+            Parked(entry.entry_id, entry.fields, entry.dead_reason or "unknown")
+            for entry in done
+            if entry.stage is Stage.PARKED
+        ]
+        answered = [entry.entry_id for entry in done if entry.stage is Stage.ANSWERED]
+        return parked, answered
 
-    def _failed(self, work: WorkItem, failure: Failed) -> None:
-        _log.error("command_not_applied", **work.log_fields(), error=str(failure.error))
-
-    def _dead_letter(self, work: WorkItem) -> bytes:
-        reason = work.dead_reason or "unknown"
-        invalid = work.dead_code is ErrorCode.INVALID
-        work.reply = CommandReply(
-            command_id=work.command_id,
-            ok=False,
-            error=ErrorInfo(
-                code=work.dead_code,
-                message=f"moved to dead-letter: {reason}",
-                fields={"data": reason} if invalid else None,
-            ),
-        )
-        work.events.append(self._rejected_event(work, work.dead_code.value, reason))
-        return dead_letter(
-            stream=self.keys.commands,
-            entry_id=work.entry_id,
-            fields=work.fields,
-            reason=reason,
-            consumer=self.settings.consumer_name,
-        )
-
-    async def _finish(self, batch: list[WorkItem], started: float) -> None:
-        done = [w for w in batch if w.settled]
+    async def _settle(self, batch: list[CommandEntry], started: float) -> None:
+        done = [entry for entry in batch if entry.settled]
         if not done:
             return
-        # One MULTI: if Redis refuses a write (out of memory), nothing is acknowledged either.
-        async with self.store.redis.pipeline(transaction=True) as pipe:
-            for work in done:
-                if work.dead_reason is not None:
-                    pipe.xadd(self.keys.dead_letter, {"data": self._dead_letter(work)})
-                for event in work.events:
+        parked, answered = self._writes(done)
+        # A command that carried a real token was refused; its entry must not keep it.
+        leaked = [entry for entry in done if entry.holds_secret]
+
+        def events_replies_and_deletes(pipe: Pipeline) -> None:
+            for entry in done:
+                for event in entry.events:
                     pipe.xadd(self.keys.events, {"data": event})
-                if work.reply is not None:
-                    payload = work.reply.to_json()
-                    for channel in work.channels:
+                if entry.reply is not None:
+                    payload = entry.reply.to_json()
+                    for channel in entry.about.reply_channels:
                         pipe.publish(channel, payload)
-            pipe.xack(self.keys.commands, GROUP, *[w.entry_id for w in done])
-            # A command that carried a real token was refused; its entry must not keep it.
-            leaked = [w.entry_id for w in done if w.holds_secret]
             if leaked:
-                pipe.xdel(self.keys.commands, *leaked)
-            await pipe.execute()
+                pipe.xdel(self.keys.commands, *[entry.entry_id for entry in leaked])
+
+        await self.group.settle(answered, parked, also=events_replies_and_deletes)
         if leaked:  # XDEL cleared memory; the XADD is still in the append-only file
-            found = [w.secrets for w in done if w.holds_secret]
+            found = [entry.secrets for entry in leaked]
             if await rewrite_wanted(self.store.redis, self.keys, self.settings.token_prefix, found):
                 self.scrubber.request()
         elapsed = time.perf_counter() - started
-        for work in done:
-            outcome = work.log_outcome()
-            self.metrics.handled_command(work.command_type, outcome, elapsed)
-            if work.dead_reason is not None:
+        for entry in done:
+            outcome = entry.log_outcome()
+            self.metrics.handled_command(entry.about.command_type, outcome, elapsed)
+            if entry.stage is Stage.PARKED:
                 self.metrics.dead_letters.labels(self.keys.commands).inc()
+
+    def _trace(self, batch: list[CommandEntry], started_ns: int) -> None:
+        if not self.tracing.enabled:
+            return
+        for entry in batch:
+            attributes = {
+                **entry.log_fields(),
+                "outcome": entry.outcome(),
+                "reply_channels": len(entry.about.reply_channels) if entry.reply else 0,
+            }
+            self.tracing.record(f"command {entry.about.command_type}", started_ns, attributes)

@@ -9,6 +9,8 @@ Redis user (see ``token_service.acl``); ``rediss://`` URLs connect over TLS.
 from __future__ import annotations
 
 import inspect
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,18 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio import Redis
 
-__all__ = ["RedisAccess", "redis_broker", "redis_client", "sync_redis_client"]
+__all__ = [
+    "RedisAccess",
+    "default_consumer_name",
+    "redis_broker",
+    "redis_client",
+    "sync_redis_client",
+]
+
+
+def default_consumer_name() -> str:
+    """hostname-pid: unique per process, so no two consumers share a pending list."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class RedisAccess(BaseSettings):

@@ -16,7 +16,7 @@ from contracts.token_format import (
     mask_tokens_in,
 )
 
-__all__ = ["MAX_COPY_BYTES", "dead_letter"]
+__all__ = ["MAX_COPY_BYTES", "dead_letter_entry"]
 
 MAX_COPY_BYTES = 64 * 1024
 # Room past the cut for a token's secret part, even written with escapes (6 bytes a character).
@@ -35,7 +35,7 @@ def _copy(value: bytes) -> str:
     return mask_tokens_in(text)[:MAX_COPY_BYTES]
 
 
-def dead_letter(
+def dead_letter_entry(
     *, stream: str, entry_id: str, fields: dict[bytes, bytes], reason: str, consumer: str
 ) -> bytes:
     """The ``data`` of one dead-letter entry."""

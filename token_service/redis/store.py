@@ -1,137 +1,95 @@
-"""The token store: the Redis adapter behind the command handler and the read API.
+"""The token store: carries out the handlers' plans in Redis, one atomic function each.
 
-Atomic logic lives in ``lua/*.lua`` beside this module, loaded into Redis as one
-library of functions (``token_service.redis.library``); each command function starts with
-``_guard.lua`` (idempotency and the admin check). A whole batch of commands goes to
-Redis in one pipeline of FCALLs.
+This module is the one place that packs a plan into the KEYS and ARGV of its Redis
+function; each ``lua/<name>.lua`` file has the same layout written at its top. Command
+functions start with ``lua/_guard.lua`` (the administrator check and idempotency). A
+whole batch goes to Redis in one pipeline of FCALLs.
+
+    function   KEYS                                              ARGV after the guard's 3
+    generate   command, name, token, token secrets, secret,     token id, now ms, expiry ms
+               index, expiries, events, digest                   or '', scopes, digest,
+                                                                 TokenCreated, record pairs
+    revoke     command, token, token secrets, expiries, events  token id, now, TokenRevoked,
+                                                                 secret prefix, name prefix,
+                                                                 now ms
+    rotate     command, token, token secrets, new secret,       token id, now ms, now, grace
+               events, new digest                                end ms, digest, hint,
+                                                                 TokenRotated, secret prefix
+    reject     command, events                                   (no guard) outcome JSON,
+                                                                 CommandRejected, ttl ms
+    expire     expiries, events                                  (no guard) now ms, now,
+                                                                 prefix, one event id each
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TypeAlias, cast
+from datetime import datetime
+from typing import cast
 
-import orjson
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 from ulid import ULID
 
-from contracts import TokenStatus, TokenView, format_timestamp, to_millis, utc_now
-from token_service.commands.handlers import Mutation
+from contracts import format_timestamp, to_millis
 from token_service.keys import Keys
+from token_service.plans import Issuer, NewToken, Plan, Revocation
 from token_service.redis.library import is_missing, load_library
-from token_service.redis.records import view_from_record
+from token_service.redis.outcomes import Outcome, Remembered, from_reply, remembered
+from token_service.redis.reads import TokenReader
 
-__all__ = [
-    "Applied",
-    "Failed",
-    "Outcome",
-    "Refused",
-    "Repeated",
-    "StaleReport",
-    "TokenPage",
-    "TokenStore",
-]
+__all__ = ["Call", "TokenStore"]
+
+Call = tuple[str, list[str], list[str | int]]
+"""A function's name in the library (without ``tokens_``), its KEYS and its ARGV."""
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """The command changed state; here is the token record after it."""
-
-    record: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """The function refused the command; nothing changed."""
-
-    code: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Repeated:
-    """The command was handled before; this is its first outcome."""
-
-    outcome: dict[str, object]
-
-
-@dataclass(frozen=True, slots=True)
-class Failed:
-    """Redis could not run the function; the command may be retried."""
-
-    error: Exception
-
-
-Outcome: TypeAlias = Applied | Refused | Repeated | Failed
-
-
-@dataclass(frozen=True, slots=True)
-class TokenPage:
-    """One page of a listing; pass ``next_cursor`` back for the next, ``None`` at the end."""
-
-    tokens: list[TokenView]
-    next_cursor: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class StaleReport:
-    """Active tokens worth a look: to revoke, or to rotate before they lapse."""
-
-    never_used: list[TokenView]
-    unused: list[TokenView]
-    expiring: list[TokenView]
-
-
-def _outcome(reply: object) -> Outcome:
-    if isinstance(reply, Exception):
-        return Failed(reply)
-    assert isinstance(reply, list)
-    kind = reply[0]
-    if kind == "ok":
-        flat = reply[1]
-        return Applied(dict(zip(flat[::2], flat[1::2], strict=True)))
-    if kind == "duplicate":
-        return Repeated(orjson.loads(reply[1]))
-    if kind == "rejected":
-        return Refused(reply[1], reply[2])
-    assert kind == "recorded"  # a rejection was remembered, with its event
-    return Applied({})
-
-
-class TokenStore:
-    """Token state in Redis, reached through a client that decodes replies to ``str``."""
+class TokenStore(TokenReader):
+    """Token state in Redis: the command side, and the read API it inherits."""
 
     def __init__(self, redis: Redis, keys: Keys, command_ttl_ms: int) -> None:
-        self.redis = redis
-        self.keys = keys
+        super().__init__(redis, keys)
         self.command_ttl_ms = command_ttl_ms
 
     async def load_functions(self) -> None:
         """Load the functions library (again, should Redis have lost it)."""
         await load_library(self.redis)
 
-    async def ensure_group(self, stream: str, group: str) -> None:
-        """Create a consumer group at id 0, so entries written before it are read too."""
-        try:
-            await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+    def _guard(self, issuer: Issuer) -> tuple[list[str], list[str | int]]:
+        # The admins set is named in ARGV, not KEYS: the function only reads it.
+        look_up_in = "" if issuer.admin_by_settings else self.keys.admins
+        keys = [self.keys.command(issuer.command_id)]
+        return keys, [issuer.actor, look_up_in, self.command_ttl_ms]
 
-    async def _run(
-        self, calls: Sequence[tuple[str, list[str], Sequence[str | int]]]
-    ) -> list[object]:
-        missing = ResponseError("Function not found")
-        replies: list[object] = [missing] * len(calls)
+    def _call(self, plan: Plan) -> Call:
+        keys, args = self._guard(plan.issuer)
+        k = self.keys
+        if isinstance(plan, NewToken):
+            expires_ms: str | int = "" if plan.expires is None else to_millis(plan.expires)
+            keys += [k.name(plan.name), k.token(plan.token_id), k.token_secrets(plan.token_id)]
+            keys += [k.secret(plan.digest), k.index, k.expiries, k.events, k.digest(plan.digest)]
+            args += [plan.token_id, to_millis(plan.created), expires_ms, plan.scopes, plan.digest]
+            args.append(plan.event.decode())
+            for pair in plan.record.items():
+                args.extend(pair)
+            return "generate", keys, args
+        if isinstance(plan, Revocation):
+            keys += [k.token(plan.token_id), k.token_secrets(plan.token_id), k.expiries, k.events]
+            args += [plan.token_id, format_timestamp(plan.at), plan.event.decode()]
+            args += [k.secret_prefix, k.name_prefix, to_millis(plan.at)]
+            return "revoke", keys, args
+        keys += [k.token(plan.token_id), k.token_secrets(plan.token_id), k.secret(plan.digest)]
+        keys += [k.events, k.digest(plan.digest)]
+        args += [plan.token_id, to_millis(plan.at), format_timestamp(plan.at)]
+        args += [to_millis(plan.grace_end), plan.digest, plan.hint, plan.event.decode()]
+        args.append(k.secret_prefix)
+        return "rotate", keys, args
+
+    async def _run(self, calls: Sequence[Call]) -> list[object]:
+        replies: list[object] = [None] * len(calls)
+        todo = list(range(len(calls)))
         for attempt in range(2):
             # Only calls Redis did not run (the library lost in a restart or a flush) go
             # again: the others did run, and running them twice would answer "duplicate".
-            todo = [i for i, reply in enumerate(replies) if is_missing(reply)]
-            if not todo:
-                break
             if attempt:
                 await self.load_functions()
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -140,27 +98,29 @@ class TokenStore:
                     pipe.fcall(f"tokens_{function}", len(keys), *keys, *args)
                 for i, reply in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
                     replies[i] = reply
+            todo = [i for i in todo if is_missing(replies[i])]
+            if not todo:
+                break
         return replies
 
-    async def apply(self, mutations: Sequence[Mutation]) -> list[Outcome]:
-        """Run each mutation's function; one round trip for the whole batch."""
-        if not mutations:
+    async def apply(self, plans: Sequence[Plan]) -> list[Outcome]:
+        """Carry out each plan; one round trip for the whole batch."""
+        if not plans:
             return []
-        replies = await self._run([(m.function, m.keys, m.args) for m in mutations])
-        return [_outcome(reply) for reply in replies]
+        return [from_reply(reply) for reply in await self._run([self._call(p) for p in plans])]
 
     async def record_rejections(
         self, rejections: Sequence[tuple[str, bytes, bytes]]
     ) -> list[Outcome]:
-        """Remember each ``(command_id, outcome, CommandRejected)`` once, with its event."""
+        """Remember each ``(command_id, outcome record, CommandRejected)`` once, with its event."""
         if not rejections:
             return []
-        ttl = str(self.command_ttl_ms)
-        calls = [
+        ttl = self.command_ttl_ms
+        calls: list[Call] = [
             ("reject", [self.keys.command(cid), self.keys.events], [o.decode(), e.decode(), ttl])
             for cid, o, e in rejections
         ]
-        return [_outcome(reply) for reply in await self._run(calls)]
+        return [from_reply(reply) for reply in await self._run(calls)]
 
     async def expire_due(self, now: datetime, limit: int = 100) -> int:
         """Mark up to ``limit`` tokens past their expiry as expired; how many were."""
@@ -172,55 +132,7 @@ class TokenStore:
             raise reply
         return int(cast(int, reply))
 
-    async def outcome_of(self, command_id: str) -> dict[str, object] | None:
+    async def outcome_of(self, command_id: str) -> Remembered | None:
         """The remembered first outcome of a command, if it was handled."""
         stored = await self.redis.get(self.keys.command(command_id))
-        return None if stored is None else cast(dict[str, object], orjson.loads(stored))
-
-    async def get(self, token_id: str) -> TokenView | None:
-        """One token as the contract's view, or ``None`` when no token has this id."""
-        record = cast(dict[str, str], await self.redis.hgetall(self.keys.token(token_id)))
-        return view_from_record(record) if record else None
-
-    async def list_tokens(
-        self, status: TokenStatus | None = None, cursor: int = 0, limit: int = 50
-    ) -> TokenPage:
-        """Tokens in creation order, optionally of one status, ``limit`` at a time."""
-        views: list[TokenView] = []
-        position = cursor
-        now_ms = to_millis(utc_now())
-        while True:
-            ids = cast(
-                list[str],
-                await self.redis.zrange(self.keys.index, position, position + 2 * limit),
-            )
-            if not ids:
-                return TokenPage(views, None)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for token_id in ids:
-                    pipe.hgetall(self.keys.token(token_id))
-                records: list[dict[str, str]] = await pipe.execute()
-            for record in records:
-                position += 1
-                view = view_from_record(record, now_ms) if record else None
-                if view is not None and status in (None, view.status):
-                    views.append(view)
-                    if len(views) == limit:
-                        return TokenPage(views, position)
-
-    async def stale(self, unused_days: int = 90, expiring_days: int = 14) -> StaleReport:
-        """Active tokens never used, unused for ``unused_days``, or expiring soon."""
-        now = utc_now()
-        report = StaleReport([], [], [])
-        cursor: int | None = 0
-        while cursor is not None:
-            page = await self.list_tokens(TokenStatus.ACTIVE, cursor, 500)
-            for view in page.tokens:
-                if view.last_used_at is None:
-                    report.never_used.append(view)
-                elif view.last_used_at < now - timedelta(days=unused_days):
-                    report.unused.append(view)
-                if view.expires_at and view.expires_at < now + timedelta(days=expiring_days):
-                    report.expiring.append(view)
-            cursor = page.next_cursor
-        return report
+        return None if stored is None else remembered(stored)

@@ -6,7 +6,7 @@ so a channel added, renamed or retyped in code shows up here, and the committed
 transaction (events, replies, dead letters) do not go through FastStream's publishers;
 they are declared as publishers all the same, so that the document carries them.
 
-    python -m token_service.asyncapi            # rewrite docs/asyncapi.json
+    python -m specs.asyncapi            # rewrite docs/asyncapi.json
     faststream docs serve docs/asyncapi.json    # browse it
 """
 
@@ -18,49 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from faststream import FastStream
-from faststream.redis import PubSub, RedisBroker
 from faststream.specification import AsyncAPI
 from faststream.specification.asyncapi.v3_0_0.schema import ApplicationSchema
 from faststream.specification.base import Specification
 
-from contracts import CommandReply, DeadLetter, LifecycleEvent
-from token_service.keys import Keys
+from token_service.app import build_service
+from token_service.settings import ServiceSettings
+from workers.audit import build_worker
+from workers.settings import AuditSettings
 
-__all__ = ["DOCUMENT", "declare_outputs", "documented_app", "render"]
+__all__ = ["DOCUMENT", "documented_app", "render"]
 
 DOCUMENT = Path("docs/asyncapi.json")
-_REPLY_CHANNEL = "{reply_to}"
-
-
-def declare_outputs(broker: RedisBroker, keys: Keys) -> None:
-    """Declare what the command handler writes, for the document; nothing is sent through them."""
-    broker.publisher(
-        stream=keys.events,
-        schema=LifecycleEvent,
-        title=keys.events,
-        description=(
-            "Lifecycle events, each written in the same Redis transaction as the change it"
-            " reports. Read by the audit worker (group `audit`) and by dashboards."
-        ),
-    )
-    broker.publisher(
-        channel=PubSub(_REPLY_CHANNEL),
-        schema=CommandReply,
-        title="replies",
-        description=(
-            "The one reply to each command, published on the command's own `reply_to`"
-            " channel and never stored. `secret` appears only in the first reply that mints it."
-        ),
-    )
-    broker.publisher(
-        stream=keys.dead_letter,
-        schema=DeadLetter,
-        title=keys.dead_letter,
-        description=(
-            "Entries the token service or the audit worker could not handle (undecodable,"
-            " unknown type, failing again and again), with the reason, for operators."
-        ),
-    )
 
 
 class _EntryAsyncAPI(AsyncAPI):
@@ -84,11 +53,8 @@ class _EntryAsyncAPI(AsyncAPI):
         return specification
 
 
-def _document_settings() -> tuple[Any, Any]:
+def _document_settings() -> tuple[ServiceSettings, AuditSettings]:
     # Settings with placeholders where a real process puts its own host and process id.
-    from token_service.settings import ServiceSettings
-    from workers.settings import AuditSettings
-
     url = "redis://localhost:6379/0"
     return (
         ServiceSettings(redis_url=url, consumer_name="{hostname}-{pid}"),
@@ -98,9 +64,6 @@ def _document_settings() -> tuple[Any, Any]:
 
 def documented_app() -> FastStream:
     """The token service and the audit worker as one documented app (``--factory`` target)."""
-    from token_service.app import build_service
-    from workers.audit import build_worker
-
     service_settings, audit_settings = _document_settings()
     service = build_service(service_settings)
     worker = build_worker(audit_settings)

@@ -1,0 +1,93 @@
+"""The read API: one token, a page of tokens, and the tokens worth a look.
+
+Reads never change state. A record that cannot be shown (a value no writer should have
+stored) is left out of a listing and counted in ``skipped``, rather than failing the
+whole listing for everyone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import cast
+
+from redis.asyncio import Redis
+
+from contracts import TokenStatus, TokenView, to_millis, utc_now
+from token_service.keys import Keys
+from token_service.redis.records import view_from_record
+
+__all__ = ["StaleReport", "TokenPage", "TokenReader"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPage:
+    """One page of a listing; pass ``next_cursor`` back for the next, ``None`` at the end."""
+
+    tokens: list[TokenView]
+    next_cursor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StaleReport:
+    """Active tokens worth a look: to revoke, or to rotate before they lapse."""
+
+    never_used: list[TokenView] = field(default_factory=list)
+    unused: list[TokenView] = field(default_factory=list)
+    expiring: list[TokenView] = field(default_factory=list)
+
+
+class TokenReader:
+    """Token state in Redis, read through a client that decodes replies to ``str``."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    async def get(self, token_id: str) -> TokenView | None:
+        """One token as the contract's view, or ``None`` when no token has this id."""
+        record = cast(dict[str, str], await self.redis.hgetall(self.keys.token(token_id)))
+        return view_from_record(record) if record else None
+
+    async def list_tokens(
+        self, status: TokenStatus | None = None, cursor: int = 0, limit: int = 50
+    ) -> TokenPage:
+        """Tokens in creation order, optionally of one status, ``limit`` at a time."""
+        views: list[TokenView] = []
+        position = cursor
+        now_ms = to_millis(utc_now())
+        while True:
+            ids = cast(
+                list[str],
+                await self.redis.zrange(self.keys.index, position, position + 2 * limit),
+            )
+            if not ids:
+                return TokenPage(views, None)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for token_id in ids:
+                    pipe.hgetall(self.keys.token(token_id))
+                records: list[dict[str, str]] = await pipe.execute()
+            for record in records:
+                position += 1
+                view = view_from_record(record, now_ms) if record else None
+                if view is not None and status in (None, view.status):
+                    views.append(view)
+                    if len(views) == limit:
+                        return TokenPage(views, position)
+
+    async def stale(self, unused_days: int = 90, expiring_days: int = 14) -> StaleReport:
+        """Active tokens never used, unused for ``unused_days``, or expiring soon."""
+        now = utc_now()
+        report = StaleReport()
+        cursor: int | None = 0
+        while cursor is not None:
+            page = await self.list_tokens(TokenStatus.ACTIVE, cursor, 500)
+            for view in page.tokens:
+                if view.last_used_at is None:
+                    report.never_used.append(view)
+                elif view.last_used_at < now - timedelta(days=unused_days):
+                    report.unused.append(view)
+                if view.expires_at and view.expires_at < now + timedelta(days=expiring_days):
+                    report.expiring.append(view)
+            cursor = page.next_cursor
+        return report
