@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from contracts import (
+    TIMESTAMP_PATTERN,
     CommandRejected,
     DeadLetter,
     GenerateToken,
@@ -27,7 +28,6 @@ from contracts import (
     TokenView,
     format_timestamp,
 )
-from contracts._time import TIMESTAMP_PATTERN
 from contracts.schemas import MESSAGE_MODELS, json_schemas
 from workers.usage_events import read_usage
 
