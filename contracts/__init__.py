@@ -3,7 +3,15 @@
 It imports neither Redis nor FastStream, so any Python service can install it.
 """
 
-from contracts._time import Timestamp, format_timestamp, from_millis, to_millis, utc_now
+from contracts._time import (
+    TIMESTAMP_PATTERN,
+    Timestamp,
+    format_timestamp,
+    from_millis,
+    parse_timestamp,
+    to_millis,
+    utc_now,
+)
 from contracts.commands import (
     COMMAND_TYPES,
     Command,
@@ -33,6 +41,7 @@ from contracts.tokens import TokenStatus, TokenView
 __all__ = [
     "COMMAND_TYPES",
     "LEVELS",
+    "TIMESTAMP_PATTERN",
     "Command",
     "CommandBase",
     "CommandRejected",
@@ -59,6 +68,7 @@ __all__ = [
     "format_timestamp",
     "from_millis",
     "grants",
+    "parse_timestamp",
     "to_millis",
     "utc_now",
 ]

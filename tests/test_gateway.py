@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -259,3 +260,44 @@ async def test_reporter_close_does_not_hang_on_a_stalled_redis(settings: Service
     assert reporter._unsent  # kept for a later report, not lost
     server.close()
     await stalled.aclose()
+
+
+async def test_a_missing_or_non_string_token_is_malformed_and_counted(
+    settings: ServiceSettings,
+) -> None:
+    nowhere = _unreachable()  # none of these may reach Redis
+    verifier = _verifier(nowhere, settings)
+    token = mint()
+    presented: list[object] = [None, token.encode(), 42, 4.2, True, [token], {"token": token}]
+    for candidate in presented:
+        verdict = await verifier.verify(candidate, "entities:read")
+        assert verdict == Rejected(RejectReason.MALFORMED), candidate
+    malformed = verifier.registry.get_sample_value(
+        "tokens_verifier_checks_total", {"outcome": "malformed"}
+    )
+    assert malformed == len(presented)
+    await nowhere.aclose()
+
+
+async def test_a_missing_scope_is_the_callers_error_not_a_verdict(
+    settings: ServiceSettings,
+) -> None:
+    nowhere = _unreachable()
+    verifier = _verifier(nowhere, settings)
+    token = mint()
+    for scope, error in [
+        (None, TypeError),
+        (b"entities:read", TypeError),
+        (token.encode(), TypeError),  # arguments swapped: the message must not hold the token
+        (["entities:read"], TypeError),
+        ("", ValueError),
+    ]:
+        with pytest.raises(error, match=r"scope .*'entities:read'") as caught:
+            await verifier.verify(token, scope)  # type: ignore[arg-type]
+        assert token not in str(caught.value)
+    for outcome in ("accepted", *RejectReason):
+        counted = verifier.registry.get_sample_value(
+            "tokens_verifier_checks_total", {"outcome": outcome}
+        )
+        assert counted == 0, outcome
+    await nowhere.aclose()

@@ -13,7 +13,8 @@ Private keys (may change without notice)::
 
     {p}:token:<id>             hash    the token record behind ``TokenView``
     {p}:token:<id>:secrets     zset    sha256 of each live secret -> valid-until ms (+inf)
-    {p}:name:<name>            string  id of the active token holding the name
+    {p}:name:<name>            string  id of the active token holding the name, the name
+                                       in ASCII lowercase: names are unique whatever the case
     {p}:digest:<sha256>        string  id of the token a secret belonged to, kept for good
                                        (so a leaked, already revoked token is still named)
     {p}:index                  zset    token ids by creation time (ms)
@@ -30,9 +31,12 @@ stored state, so they need a single Redis (or one slot), not a spread-out Cluste
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 
 __all__ = ["Keys"]
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +107,9 @@ class Keys:
         return f"{self.prefix}:token:{token_id}:secrets"
 
     def name(self, name: str) -> str:
-        """Which active token holds a name."""
-        return f"{self.name_prefix}{name}"
+        """Which active token holds a name, in any case: ``CaseName`` and ``casename`` share it."""
+        # ASCII only, as Lua's string.lower does where the functions derive this key.
+        return f"{self.name_prefix}{name.translate(_ASCII_LOWER)}"
 
     def token_daily(self, token_id: str) -> str:
         """Uses of one token per day."""

@@ -179,6 +179,15 @@ def _decide(scope_list: str, wanted: str) -> tuple[tuple[str, ...], bool]:
     return scopes, grants(scopes, wanted)
 
 
+def _scope_error(scope: object) -> TypeError | ValueError:
+    example = "pass the scope the request needs, such as 'entities:read'"
+    if isinstance(scope, str):
+        return ValueError(f"Verifier.verify: scope is empty; {example}")
+    # The type, not the value: swapped arguments would put a token in the message.
+    got = "None" if scope is None else type(scope).__name__
+    return TypeError(f"Verifier.verify: scope must be a string; {example} (got {got})")
+
+
 class Verifier:
     """Checks presented tokens for a gateway; one instance per process, shared by all requests."""
 
@@ -205,8 +214,16 @@ class Verifier:
         self._clock_ms = clock_ms or _now_ms
         self._secret_prefix = self.keys.secret_prefix
 
-    async def verify(self, token: str, scope: str) -> Verdict:
-        """Accept ``token`` for ``scope``, or say why not; never raises for a bad token."""
+    async def verify(self, token: object, scope: str) -> Verdict:
+        """Accept ``token`` for ``scope``, or say why not; never raises for a bad token.
+
+        Whatever the request held is a token to judge: anything but a well-formed token
+        string (``None`` for a missing header, bytes, a number) is ``malformed``. A missing
+        or empty ``scope`` is the caller's bug, not the token's: it raises ``TypeError`` or
+        ``ValueError`` rather than refuse the token.
+        """
+        if not isinstance(scope, str) or not scope:
+            raise _scope_error(scope)
         started = time.perf_counter()
         verdict = await self._verify(token, scope)
         self._metrics.checked(
@@ -215,8 +232,8 @@ class Verifier:
         )
         return verdict
 
-    async def _verify(self, token: str, scope: str) -> Verdict:
-        if not is_well_formed(token, self.token_prefix):
+    async def _verify(self, token: object, scope: str) -> Verdict:
+        if not isinstance(token, str) or not is_well_formed(token, self.token_prefix):
             return Rejected(RejectReason.MALFORMED)
         try:
             found = await self._lookups.fetch(self._secret_prefix + secret_digest(token))

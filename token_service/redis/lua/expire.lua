@@ -14,7 +14,8 @@ for i, token_id in ipairs(due) do
       redis.call('DEL', ARGV[3] .. ':secret:' .. digest)
     end
     redis.call('DEL', token .. ':secrets')
-    local name_key = ARGV[3] .. ':name:' .. redis.call('HGET', token, 'name')
+    -- The name key holds the name in lowercase (Keys.name): names are unique in any case.
+    local name_key = ARGV[3] .. ':name:' .. string.lower(redis.call('HGET', token, 'name'))
     if redis.call('GET', name_key) == token_id then
       redis.call('DEL', name_key)
     end

@@ -21,7 +21,8 @@ for _, digest in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
   redis.call('DEL', ARGV[7] .. digest)
 end
 redis.call('DEL', KEYS[3])
-local name_key = ARGV[8] .. redis.call('HGET', KEYS[2], 'name')
+-- The name key holds the name in lowercase (Keys.name): names are unique in any case.
+local name_key = ARGV[8] .. string.lower(redis.call('HGET', KEYS[2], 'name'))
 if redis.call('GET', name_key) == token_id then
   redis.call('DEL', name_key)
 end
