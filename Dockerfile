@@ -5,6 +5,8 @@ COPY pyproject.toml README.md ./
 COPY contracts contracts
 COPY token_service token_service
 COPY workers workers
-RUN pip install --no-cache-dir .
+COPY tokenctl tokenctl
+COPY specs specs
+RUN pip install --no-cache-dir ".[service,cli]"
 USER nobody
 CMD ["python", "-m", "token_service"]

@@ -26,13 +26,13 @@ from contracts import TokenUsed, utc_now
 from tests.conftest import ADMIN
 from tests.faults import until
 from tests.processes import audit_worker_process, service_process
-from token_service.acl import FORBIDDEN, dev_password, password_hash, render, users
 from token_service.acl import main as acl_main
 from token_service.app import build_service
 from token_service.client import TokenClient
 from token_service.gateway import Accepted, Rejected, RejectReason, Verifier
 from token_service.gateway.usage import UsageReporter
 from token_service.keys import Keys
+from token_service.redis.acl import FORBIDDEN, dev_password, password_hash, render, users
 from token_service.redis.connection import RedisAccess, redis_client
 from token_service.redis.embedded import EmbeddedRedis, free_port
 from token_service.redis.library import library_version, load_library, loaded_version

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.processes import audit_worker_process, service_process
-from token_service.acl import render
+from token_service.redis.acl import render
 from token_service.redis.embedded import EmbeddedRedis, free_port
 from token_service.settings import ServiceSettings
 

@@ -25,15 +25,15 @@ from redis.retry import Retry
 
 from tests.conftest import ADMIN
 from tests.processes import service_process
-from token_service.acl import dev_password, render
 from token_service.client import TokenClient
+from token_service.redis.acl import dev_password, render
 from token_service.redis.connection import (
     RedisAccess,
-    redis_broker,
     redis_client,
     sync_redis_client,
 )
 from token_service.redis.embedded import free_port
+from token_service.redis.subscription import redis_broker
 from token_service.settings import ServiceSettings
 from tokenctl.settings import CliSettings
 from workers.settings import AuditSettings

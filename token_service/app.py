@@ -24,10 +24,10 @@ from token_service.ops.health import HealthServer, until_redis_answers
 from token_service.ops.metrics import CommandMetrics
 from token_service.ops.tracing import Tracing, default_provider
 from token_service.outputs import declare_outputs
-from token_service.redis.connection import redis_broker, redis_client
+from token_service.redis.connection import redis_client
 from token_service.redis.groups import ConsumerGroup
 from token_service.redis.store import TokenStore
-from token_service.redis.subscription import subscribe_batches
+from token_service.redis.subscription import redis_broker, subscribe_batches
 from token_service.settings import ServiceSettings
 
 if TYPE_CHECKING:

@@ -25,6 +25,11 @@ Private keys (may change without notice)::
     {p}:token:<id>:audit       list    the token's lifecycle events, JSON  (audit worker)
     {p}:seen:<hour>            set     event ids folded, by the hour of the event
 
+Pub/sub channels::
+
+    {p}:replies:<publisher>:<random>   one publisher's replies (secrets included); the
+                                       service publishes nowhere else
+
 ``{p}`` is ``TOKENS_KEY_PREFIX``. The Redis functions derive secret and name keys from
 stored state, so they need a single Redis (or one slot), not a spread-out Cluster.
 """
@@ -118,6 +123,23 @@ class Keys:
     def token_audit(self, token_id: str) -> str:
         """The lifecycle events of one token."""
         return f"{self.prefix}:token:{token_id}:audit"
+
+    def seen(self, hour: int) -> str:
+        """Event ids the audit worker folded, for one hour (the folds derive it in Lua)."""
+        return f"{self.prefix}:seen:{hour}"
+
+    @property
+    def replies_prefix(self) -> str:
+        """What every reply channel starts with."""
+        return f"{self.prefix}:replies:"
+
+    def replies(self, publisher: str) -> str:
+        """What the reply channels of one publisher start with."""
+        return f"{self.replies_prefix}{publisher}:"
+
+    def reply_channel(self, publisher: str, nonce: str) -> str:
+        """One reply channel of a publisher; ``nonce`` carries at least 128 random bits."""
+        return f"{self.replies(publisher)}{nonce}"
 
     def command(self, command_id: str) -> str:
         """The remembered outcome of one command."""

@@ -20,9 +20,9 @@ from prometheus_client import CollectorRegistry
 from contracts import LifecycleEvent, TokenUsed
 from token_service.ops.health import HealthServer, until_redis_answers
 from token_service.ops.logs import configure_logging
-from token_service.redis.connection import redis_broker, redis_client
+from token_service.redis.connection import redis_client
 from token_service.redis.groups import ConsumerGroup
-from token_service.redis.subscription import BatchHandler, subscribe_batches
+from token_service.redis.subscription import BatchHandler, redis_broker, subscribe_batches
 from workers.folds import EVENTS_GROUP, USAGE_GROUP, AuditWorker
 from workers.metrics import AuditMetrics
 from workers.settings import AuditSettings

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
 
-import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -22,7 +22,7 @@ from token_service.keys import Keys
 
 __all__ = ["UsageReporter"]
 
-_log = structlog.get_logger("token_service.gateway.usage")
+_log = logging.getLogger("token_service.gateway.usage")
 
 
 @dataclass(slots=True)
@@ -83,7 +83,7 @@ class UsageReporter:
             try:
                 await self.flush()
             except Exception:  # a bug must not end reporting for good
-                _log.exception("usage_report_crashed")
+                _log.exception("usage report crashed; reporting goes on")
         await self.flush()  # what was counted while the last report was on its way
 
     async def flush(self) -> None:
@@ -116,7 +116,9 @@ class UsageReporter:
             self.dropped_reports += max(0, len(batch) - self.max_tokens)
             if not isinstance(exc, RedisError | OSError | TimeoutError):
                 raise
-            _log.warning("usage_report_failed", entries=len(batch), error=str(exc))
+            _log.warning(
+                "usage report of %d entries failed, kept for the next: %s", len(batch), exc
+            )
 
     async def close(self) -> None:
         """Stop reporting, after one last report of what was counted."""

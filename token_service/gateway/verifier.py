@@ -25,9 +25,9 @@ from redis.exceptions import NoPermissionError
 
 from contracts.scopes import grants
 from contracts.token_format import DEFAULT_PREFIX, is_well_formed, secret_digest
+from token_service.gateway.metrics import VerifierMetrics
 from token_service.gateway.usage import UsageReporter
 from token_service.keys import Keys
-from token_service.ops.metrics import VerifierMetrics
 
 __all__ = ["Accepted", "RejectReason", "Rejected", "Verdict", "Verifier"]
 

@@ -24,19 +24,16 @@ Names, all under ``tokens_``:
 from __future__ import annotations
 
 import asyncio
-import bisect
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Metric
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from redis.asyncio import Redis
 
 from contracts import COMMAND_TYPES
 
-__all__ = ["CommandMetrics", "GroupMetrics", "VerifierMetrics", "dead_letters", "shared"]
+__all__ = ["CommandMetrics", "GroupMetrics", "dead_letters", "shared"]
 
 _C = TypeVar("_C")
 _SHARED: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, Any]] = weakref.WeakKeyDictionary()
@@ -149,48 +146,3 @@ class GroupMetrics:
                 lag = _member(info, "lag")
                 # Redis reports no lag when it cannot tell (after deletions): say so, not 0.
                 self.lag.labels(stream, group).set(float("nan") if lag is None else int(lag))
-
-
-VERIFY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-
-
-class VerifierMetrics(Collector):
-    """A gateway's checks by outcome (``accepted`` or the reject reason), and their latency.
-
-    A custom collector rather than a Counter and a Histogram: a check is on a gateway's
-    hot path, and plain integers cost a fraction of the library's locked updates. All
-    updates happen on the event loop's thread; a scrape reads them as they stand.
-    """
-
-    def __init__(self, registry: CollectorRegistry, outcomes: Sequence[str]) -> None:
-        self._checks = dict.fromkeys(outcomes, 0)
-        self._buckets = [0] * (len(VERIFY_BUCKETS) + 1)  # the last one is +Inf
-        self._sum = 0.0
-        registry.register(self)
-
-    def checked(self, outcome: str, seconds: float) -> None:
-        """Count one verdict."""
-        self._checks[outcome] += 1
-        self._buckets[bisect.bisect_left(VERIFY_BUCKETS, seconds)] += 1
-        self._sum += seconds
-
-    def collect(self) -> Iterator[Metric]:
-        """What a scrape sees, in Prometheus's counter and histogram shapes."""
-        checks = CounterMetricFamily(
-            "tokens_verifier_checks",
-            "Token checks, by outcome: accepted or the reason for refusing",
-            labels=["outcome"],
-        )
-        for outcome, count in list(self._checks.items()):
-            checks.add_metric([outcome], count)
-        yield checks
-        cumulative, buckets = 0, []
-        for bound, count in zip([*map(str, VERIFY_BUCKETS), "+Inf"], self._buckets, strict=True):
-            cumulative += count
-            buckets.append((bound, cumulative))
-        yield HistogramMetricFamily(
-            "tokens_verifier_check_seconds",
-            "Time one check took, from the call to the verdict",
-            buckets=buckets,
-            sum_value=self._sum,
-        )

@@ -1,6 +1,7 @@
 """How a process reaches Redis: where, as which user, over TLS or not.
 
-Every Redis client and FastStream broker in the project is built here, from one
+Every Redis client in the project is built here (and every FastStream broker, in
+:mod:`token_service.redis.subscription`), from one
 :class:`RedisAccess`, so that a user, a password or a CA file set in the environment
 holds for all of a process's connections alike. Each component may run as its own
 Redis user (see ``token_service.acl``); ``rediss://`` URLs connect over TLS.
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from faststream.redis import RedisBroker
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio import Redis
@@ -23,7 +23,6 @@ from redis.asyncio import Redis
 __all__ = [
     "RedisAccess",
     "default_consumer_name",
-    "redis_broker",
     "redis_client",
     "sync_redis_client",
 ]
@@ -138,8 +137,3 @@ def sync_redis_client(access: RedisAccess, **options: Any) -> redis.Redis:
         **access.connection_options(),
         **{**_QUIET_HANDSHAKE, **options},
     )
-
-
-def redis_broker(access: RedisAccess, **options: Any) -> RedisBroker:
-    """A FastStream broker; ``options`` are RedisBroker's own (logger, middlewares...)."""
-    return RedisBroker(access.required_url(), **access.connection_options(), **options)

@@ -19,9 +19,10 @@ from typing import Any
 from faststream import AckPolicy, Context
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.message import RedisBatchStreamMessage
-from redis.asyncio import Redis
 
-__all__ = ["BatchHandler", "StreamEntry", "delivery_count", "subscribe_batches"]
+from token_service.redis.connection import RedisAccess
+
+__all__ = ["BatchHandler", "StreamEntry", "redis_broker", "subscribe_batches"]
 
 StreamEntry = tuple[bytes, dict[bytes, bytes]]
 BatchHandler = Callable[[list[StreamEntry], bool], Awaitable[None]]
@@ -93,7 +94,6 @@ def subscribe_batches(
     )(claim)
 
 
-async def delivery_count(redis: Redis, stream: str, group: str, entry_id: str) -> int:
-    """How many times an entry has been delivered to the group (1 once it is acknowledged)."""
-    pending = await redis.xpending_range(stream, group, min=entry_id, max=entry_id, count=1)
-    return int(pending[0]["times_delivered"]) if pending else 1
+def redis_broker(access: RedisAccess, **options: Any) -> RedisBroker:
+    """A FastStream broker; ``options`` are RedisBroker's own (logger, middlewares...)."""
+    return RedisBroker(access.required_url(), **access.connection_options(), **options)
