@@ -44,9 +44,9 @@ from tests.conftest import ADMIN
 from tests.faults import until
 from tests.leaks import tokens_in_lines, tokens_in_redis
 from tests.processes import service_process
-from token_service.commands.decoding import MAX_PAYLOAD_BYTES
 from token_service.commands.pipeline import GROUP
 from token_service.keys import Keys
+from token_service.redis.envelopes import MAX_PAYLOAD_BYTES
 from token_service.settings import ServiceSettings
 
 REPLY = b"@REPLY@"  # replaced by a channel of the entry's own

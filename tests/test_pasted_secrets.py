@@ -8,7 +8,7 @@ from faststream.redis.parser import BinaryMessageFormatV1
 from contracts.token_format import find_tokens, mint
 from tests.leaks import tokens_in_lines
 from token_service.commands.decoding import Invalid, Unreadable, open_entry
-from token_service.commands.leaks import secrets_in
+from token_service.leaks import secrets_in
 from token_service.redis.deadletters import MAX_COPY_BYTES, dead_letter_entry
 
 BIG = 32 * 1024 * 1024

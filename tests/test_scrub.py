@@ -14,7 +14,7 @@ from redis.exceptions import ResponseError
 
 from tests.conftest import wait_for
 from tests.leaks import aof_settled
-from token_service.commands.leaks.aof import AofScrubber
+from token_service.leaks.aof import AofScrubber
 from token_service.redis.embedded import EmbeddedRedis
 
 

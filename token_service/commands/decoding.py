@@ -14,13 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from faststream.redis.parser import BinaryMessageFormatV1
 from pydantic import ValidationError
 
 from contracts import COMMAND_TYPES, CommandBase, ErrorCode
 from contracts.commands import LEAK_ERROR
 from contracts.token_format import MAX_TOKEN_BODY, find_tokens, mask_tokens_in
 from token_service.plans import Rejection
+from token_service.redis.envelopes import (
+    MAX_ENVELOPE_BYTES,
+    MAX_PAYLOAD_BYTES,
+    open_envelope_raw,
+    too_big_to_parse,
+)
 
 __all__ = [
     "MAX_ENVELOPE_BYTES",
@@ -30,13 +35,8 @@ __all__ = [
     "Parsed",
     "Unreadable",
     "open_entry",
-    "open_envelope_raw",
-    "too_big_to_parse",
 ]
 
-MAX_PAYLOAD_BYTES = 64 * 1024
-MAX_ENVELOPE_BYTES = 2 * MAX_PAYLOAD_BYTES
-"""A FastStream legacy JSON envelope larger than this is not parsed (its payload cannot fit)."""
 _CHANNEL = re.compile(r"[\x21-\x7e]{1,256}")
 _COMMAND_ID = re.compile(r"[\x20-\x7e]{1,128}")
 
@@ -107,19 +107,6 @@ def _field_errors(error: ValidationError) -> dict[str, str]:
 
 def _channels(*candidates: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c for c in candidates if c))
-
-
-def too_big_to_parse(envelope: bytes) -> bool:
-    """Whether a FastStream envelope is too large to be worth parsing."""
-    # The binary format is sliced, not parsed: only a huge JSON envelope costs to read.
-    binary = envelope.startswith(BinaryMessageFormatV1.IDENTITY_HEADER)
-    return not binary and len(envelope) > MAX_ENVELOPE_BYTES
-
-
-def open_envelope_raw(raw: bytes) -> tuple[bytes, Any]:
-    """A FastStream envelope's body and headers (whatever its legacy JSON form held)."""
-    payload, headers = BinaryMessageFormatV1.parse(raw)
-    return payload, headers
 
 
 def _open_envelope(raw: bytes) -> tuple[bytes, str | None] | Unreadable:

@@ -20,7 +20,7 @@ import structlog
 
 from contracts import CommandRejected, CommandReply, ErrorCode, ErrorInfo
 from token_service.commands.decoding import About
-from token_service.commands.leaks import secrets_in
+from token_service.leaks import secrets_in
 from token_service.plans import Plan, Rejection
 
 __all__ = ["CommandEntry", "Stage"]

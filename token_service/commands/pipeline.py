@@ -20,8 +20,8 @@ from contracts import ErrorCode, to_millis, utc_now
 from token_service.commands.decoding import About, Invalid, Parsed, Unreadable, open_entry
 from token_service.commands.entry import CommandEntry, Stage
 from token_service.commands.handlers import Context, handle
-from token_service.commands.leaks import AofScrubber, rewrite_wanted
 from token_service.commands.replies import applied_reply, repeat_reply
+from token_service.leaks import AofScrubber, rewrite_wanted
 from token_service.ops.metrics import CommandMetrics
 from token_service.ops.tracing import Tracing
 from token_service.plans import NewToken, Rejection, minted_secret

@@ -7,7 +7,7 @@ escapes, or inside a FastStream envelope's body and headers.
 from __future__ import annotations
 
 from contracts.token_format import decode_json_escapes, find_tokens
-from token_service.commands.decoding import open_envelope_raw, too_big_to_parse
+from token_service.redis.envelopes import open_envelope_raw, too_big_to_parse
 
 __all__ = ["secrets_in", "tokens_in_text"]
 

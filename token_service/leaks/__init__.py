@@ -6,8 +6,8 @@ token was really issued (:mod:`.issued`), Redis is asked to rewrite its append-o
 so that the token leaves the disk too (:mod:`.aof`).
 """
 
-from token_service.commands.leaks.aof import AofScrubber
-from token_service.commands.leaks.issued import any_issued, candidates, rewrite_wanted
-from token_service.commands.leaks.scan import secrets_in
+from token_service.leaks.aof import AofScrubber
+from token_service.leaks.issued import any_issued, candidates, rewrite_wanted
+from token_service.leaks.scan import secrets_in
 
 __all__ = ["AofScrubber", "any_issued", "candidates", "rewrite_wanted", "secrets_in"]

@@ -34,7 +34,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 __all__ = ["AofScrubber"]
 
-_log = structlog.get_logger("token_service.commands.leaks.aof")
+_log = structlog.get_logger("token_service.leaks.aof")
 
 
 class AofScrubber:

@@ -23,7 +23,7 @@ from token_service.keys import Keys
 
 __all__ = ["any_issued", "candidates", "rewrite_wanted"]
 
-_log = structlog.get_logger("token_service.commands.leaks.aof")
+_log = structlog.get_logger("token_service.leaks.aof")
 _CHUNK = 500  # digests per EXISTS call
 
 
