@@ -413,10 +413,10 @@ async def test_the_admin_check_reads_the_admins_set_under_the_services_user(
             await service.fcall(
                 "tokens_revoke",
                 5,
-                keys.command(f"c-{actor}"),
+                keys.command("shared", actor, f"c-{actor}"),
                 *(keys.token("01NONE"), keys.token_secrets("01NONE")),
                 *(keys.expiries, keys.events),
-                *(actor, keys.admins, 60_000, "01NONE", "now", "{}"),
+                *(actor, keys.admins, 60_000, "body", "01NONE", "now", "{}"),
                 *(keys.secret_prefix, keys.name_prefix, 0),
             ),
         )
@@ -444,7 +444,9 @@ async def test_audit_worker_calls_the_folds_but_no_command_function(
         await worker.fcall("tokens_expire", 2, *streams, 1, "now", keys.prefix, "01EVENT")
     # Given any other key, Redis refuses the call itself.
     await _refused(
-        worker.fcall("tokens_reject", 2, keys.command("c-1"), keys.events, "{}", "{}", 1)
+        worker.fcall(
+            "tokens_reject", 2, keys.command("shared", "a", "c-1"), keys.events, "{}", "{}", 1
+        )
     )
     assert await service.hget(keys.token("01TOKEN"), "status") == "active"
 
@@ -533,6 +535,7 @@ async def test_every_component_does_its_work_as_its_own_user(
 ) -> None:
     keys = acl_server.keys
     settings = ServiceSettings(
+        trust_shared_stream=True,
         redis_url=acl_server.server.url,
         key_prefix=keys.prefix,
         resources=["entities", "reports"],
@@ -632,6 +635,7 @@ async def test_tokenctl_does_its_work_as_operator(
     """The service runs in this process, logging to ``captured_logs``, not tokenctl's stdout."""
     keys = acl_server.keys
     settings = ServiceSettings(
+        trust_shared_stream=True,
         **acl_server.access("token-service").access_fields(),
         key_prefix=keys.prefix,
         admins=[ADMIN],

@@ -166,7 +166,9 @@ def test_the_health_checks_pass_against_real_processes_with_the_compose_settings
         # Never the machine's own Redis on 6379: the check is pointed at ours.
         redis_check = redis_check.replace("redis-cli", f"redis-cli -p {server.port}", 1)
         _healthy_shell(redis_check, {"REDISCLI_AUTH": _environment("redis")["REDISCLI_AUTH"]})
-        settings = ServiceSettings(redis_url=server.url, key_prefix=prefix)
+        settings = ServiceSettings(
+            redis_url=server.url, key_prefix=prefix, trust_shared_stream=True
+        )
         log = tmp_path / "processes.log"
         ports = {service: free_port() for service in APP_SERVICES}
         envs = {

@@ -277,7 +277,12 @@ async def test_the_broker_connects_over_tls(tls_redis: TlsRedis) -> None:
 
 
 async def test_the_service_handles_commands_over_tls(tls_redis: TlsRedis, tmp_path: Path) -> None:
-    settings = ServiceSettings(redis_url=tls_redis.url, key_prefix="tokens", resources=["entities"])
+    settings = ServiceSettings(
+        redis_url=tls_redis.url,
+        key_prefix="tokens",
+        resources=["entities"],
+        trust_shared_stream=True,
+    )
     env = {
         "REDIS_USERNAME": "token-service",
         "REDIS_PASSWORD": dev_password("token-service"),

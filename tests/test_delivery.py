@@ -163,7 +163,9 @@ async def test_command_applied_but_not_acknowledged_is_answered_as_a_duplicate(
         ((_, [(_entry_id, fields)]),) = cast(list[tuple[str, list[Any]]], read)
         parsed = open_entry({k.encode(): v.encode() for k, v in fields.items()})
         assert isinstance(parsed, Parsed)
-        mutation = handle(parsed.command, service.pipeline.context())
+        mutation = handle(
+            parsed.command, service.pipeline.issuer(parsed.about), service.pipeline.context()
+        )
         assert isinstance(mutation, NewToken)
         assert isinstance((await service.store.apply([mutation]))[0], Applied)
         await service.app.start()
@@ -205,7 +207,9 @@ async def test_applied_entry_that_keeps_coming_back_is_answered_not_dead_lettere
         ((_, [(entry_id, fields)]),) = cast(list[tuple[str, list[Any]]], read)
         parsed = open_entry({k.encode(): v.encode() for k, v in fields.items()})
         assert isinstance(parsed, Parsed)
-        mutation = handle(parsed.command, service.pipeline.context())
+        mutation = handle(
+            parsed.command, service.pipeline.issuer(parsed.about), service.pipeline.context()
+        )
         assert isinstance(mutation, NewToken)
         await service.store.apply([mutation])
         # Delivered many times already, as if each consumer died before its XACK.

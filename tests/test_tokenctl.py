@@ -29,6 +29,7 @@ def env(
 ) -> Iterator[dict[str, str]]:
     """A running service (with its audit worker) and the environment tokenctl reads."""
     settings = ServiceSettings(
+        trust_shared_stream=True,
         redis_url=redis_server.url,
         http_port=None,
         key_prefix=f"cli{uuid.uuid4().hex[:8]}",

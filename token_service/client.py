@@ -1,8 +1,10 @@
 """``TokenClient``: send commands to the token service and await their replies.
 
-It subscribes to one reply channel of its own before sending anything, writes each
-command to ``tokens:commands`` with that channel as ``reply_to``, and matches replies
-by ``command_id``. A retry with the same ``command_id`` is safe: the service applies a
+It subscribes to one reply channel of its own before sending anything
+(``tokens:replies:<publisher>:<128 random bits>``), writes each command to its
+publisher's stream ``tokens:commands:<publisher>`` (or, without a publisher, to version
+1's shared ``tokens:commands``) with that channel as ``reply_to``, and matches replies by
+``command_id``. A retry with the same ``command_id`` is safe: the service applies a
 command at most once and answers a repeat with ``"duplicate": true``.
 
 When the connection to Redis drops, the listener subscribes again by itself, backing off
@@ -26,6 +28,7 @@ from redis.exceptions import RedisError
 
 from contracts import CommandReply, GenerateToken, RevokeToken, RotateToken
 from token_service.keys import Keys
+from token_service.publishers import SHARED
 
 __all__ = ["ReplyTimeout", "TokenClient"]
 
@@ -51,12 +54,19 @@ class TokenClient:
         actor: str,
         key_prefix: str = "tokens",
         timeout: float = 5.0,
+        publisher: str | None = None,
     ) -> None:
         self.redis = redis
         self.actor = actor
         self.keys = Keys(key_prefix)
         self.timeout = timeout
-        self.channel = f"{key_prefix}:replies:{uuid.uuid4().hex}"
+        self.publisher = publisher
+        """The registered publisher this client writes as; ``None``: version 1's shared stream."""
+        self.stream = (
+            self.keys.commands if publisher is None else self.keys.publisher_commands(publisher)
+        )
+        # 128 random bits, under this publisher's prefix: no other publisher may listen there.
+        self.channel = self.keys.reply_channel(publisher or SHARED, uuid.uuid4().hex)
         self._waiting: dict[str, asyncio.Future[CommandReply]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
@@ -121,7 +131,7 @@ class TokenClient:
         waiter: asyncio.Future[CommandReply] = asyncio.get_running_loop().create_future()
         self._waiting[command.command_id] = waiter
         try:
-            await self.redis.xadd(self.keys.commands, {"data": command.model_dump_json()})
+            await self.redis.xadd(self.stream, {"data": command.model_dump_json()})
             return await asyncio.wait_for(waiter, self.timeout)
         except TimeoutError:
             raise ReplyTimeout(command.command_id, self.timeout) from None

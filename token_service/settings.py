@@ -7,6 +7,8 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from token_service.keys import Keys
+from token_service.publishers import SHARED, Publisher, Source, parse_publisher
 from token_service.redis.connection import RedisAccess, default_consumer_name
 
 __all__ = ["ServiceSettings"]
@@ -55,7 +57,28 @@ class ServiceSettings(RedisAccess):
     http_host: str = Field(default="127.0.0.1", validation_alias="TOKENS_HTTP_HOST")
     http_port: int | None = Field(default=9100, ge=0, le=65535, validation_alias="TOKENS_HTTP_PORT")
     """Where /livez, /readyz and /metrics are served; 0 picks a free port, None serves none."""
+    publishers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="TOKENS_PUBLISHERS"
+    )
+    """Who may write commands: ``name`` (acts as itself) or ``name:delegating`` (acts for
+    any administrator), comma-separated; each writes to ``<prefix>:commands:<name>``."""
+    trust_shared_stream: bool = Field(default=False, validation_alias="TOKENS_TRUST_SHARED_STREAM")
+    """Read version 1's shared ``<prefix>:commands``, whose writers may act as anyone."""
     otel_enabled: bool = Field(default=False, validation_alias="TOKENS_OTEL_ENABLED")
     """Trace command handling with OpenTelemetry (needs the ``otel`` extra)."""
 
-    _split = field_validator("admins", "resources", mode="before")(_split_commas)
+    _split = field_validator("admins", "resources", "publishers", mode="before")(_split_commas)
+
+    @field_validator("publishers")
+    @classmethod
+    def _known_shape(cls, value: list[str]) -> list[str]:
+        for text in value:
+            parse_publisher(text)
+        return value
+
+    def sources(self) -> list[Source]:
+        """Every command stream this service reads, version 1's shared one first if trusted."""
+        keys = Keys(self.key_prefix)
+        registered = [parse_publisher(text) for text in self.publishers]
+        shared = [Publisher(SHARED)] if self.trust_shared_stream else []
+        return [Source.of(publisher, keys) for publisher in [*shared, *registered]]

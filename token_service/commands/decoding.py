@@ -9,6 +9,7 @@ Nothing here raises on bad input: every entry ends as one of three outcomes,
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -28,16 +29,19 @@ from token_service.redis.envelopes import (
 )
 
 __all__ = [
-    "MAX_ENVELOPE_BYTES",
-    "MAX_PAYLOAD_BYTES",
+    "MAX_FIELD_ERRORS",
     "About",
     "Invalid",
     "Parsed",
     "Unreadable",
+    "body_digest",
     "open_entry",
 ]
 
 _CHANNEL = re.compile(r"[\x21-\x7e]{1,256}")
+_REPLY_TO = re.compile(rb'"reply_to"\s*:\s*"([\x21\x23-\x5b\x5d-\x7e]{1,256})"')
+MAX_FIELD_ERRORS = 20
+"""At most this many fields at fault are named in a rejection (and one line saying more)."""
 _COMMAND_ID = re.compile(r"[\x20-\x7e]{1,128}")
 
 
@@ -62,6 +66,8 @@ class About:
     actor: str = "unknown"
     token_id: str | None = None
     reply_channels: tuple[str, ...] = ()
+    body: str = ""
+    """A digest of every field but ``reply_to``: one command id, one body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +104,22 @@ def _valid(pattern: re.Pattern[str], value: Any) -> str | None:
 
 
 def _field_errors(error: ValidationError) -> dict[str, str]:
+    # A fixed size whatever the input: a rejection is remembered and sent back.
     fields: dict[str, str] = {}
-    for item in error.errors(include_url=False, include_input=False):
+    items = error.errors(include_url=False, include_input=False)
+    for item in items:
+        if len(fields) == MAX_FIELD_ERRORS:
+            fields["..."] = f"{len(items) - MAX_FIELD_ERRORS} more errors not listed"
+            break
         where = ".".join(str(part) for part in item["loc"]) or "command"
         fields.setdefault(_printable(where, 100), _printable(item["msg"]))
     return fields
+
+
+def _reply_to_of_oversized(payload: bytes) -> str | None:
+    # Too big to parse, but its sender should hear why: look for reply_to near the start.
+    found = _REPLY_TO.search(payload[:MAX_PAYLOAD_BYTES])
+    return _valid(_CHANNEL, found.group(1).decode()) if found else None
 
 
 def _channels(*candidates: str | None) -> tuple[str, ...]:
@@ -128,6 +145,12 @@ def _refused_for_a_secret(error: ValidationError) -> bool:
     return False
 
 
+def body_digest(fields: dict[str, Any]) -> str:
+    """The digest of a command's fields but ``reply_to``, whatever their order."""
+    body = {name: value for name, value in fields.items() if name != "reply_to"}
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
 def _about(command: CommandBase, reply_channels: tuple[str, ...]) -> About:
     return About(
         command_type=type(command).__name__,
@@ -135,6 +158,7 @@ def _about(command: CommandBase, reply_channels: tuple[str, ...]) -> About:
         actor=command.actor,
         token_id=getattr(command, "token_id", None),
         reply_channels=reply_channels,
+        body=body_digest(command.model_dump(mode="json")),
     )
 
 
@@ -150,11 +174,19 @@ def _invalid(
         command_id=_valid(_COMMAND_ID, body.get("command_id")),
         actor=_printable(actor, 256) if isinstance(actor, str) and actor else "unknown",
         reply_channels=channels,
+        body=_raw_digest(body),
     )
     rejection = Rejection(
         ErrorCode.INVALID, "the command breaks the contract", _field_errors(error)
     )
     return Invalid(about, rejection, holds_secret=_refused_for_a_secret(error))
+
+
+def _raw_digest(body: dict[str, Any]) -> str:
+    try:
+        return body_digest(body)
+    except (TypeError, orjson.JSONEncodeError):  # keys that are not strings, say
+        return hashlib.sha256(repr(sorted(map(repr, body.items()))).encode()).hexdigest()[:32]
 
 
 def _payload(fields: dict[bytes, bytes]) -> tuple[bytes, str | None] | Unreadable:
@@ -175,7 +207,7 @@ def open_entry(fields: dict[bytes, bytes]) -> Parsed | Invalid | Unreadable:
     if len(payload) > MAX_PAYLOAD_BYTES:
         return Unreadable(
             f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}",
-            _channels(faststream_reply_to),
+            _channels(_reply_to_of_oversized(payload), faststream_reply_to),
         )
     try:
         body = orjson.loads(payload)
