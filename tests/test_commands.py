@@ -85,14 +85,14 @@ async def test_unknown_resource_is_named_in_the_rejection(client: TokenClient) -
 async def test_malformed_command_is_rejected_with_the_fields_at_fault(
     service: object, redis: Redis, keys: Keys
 ) -> None:
-    async with listening(redis, "r-malformed") as replies:
+    async with listening(redis, f"{keys.prefix}:replies:r-malformed") as replies:
         command = {
             "type": "GenerateToken",
             "command_id": "c-bad",
             "actor": ADMIN,
             "name": "has space",
             "scopes": "entities:read",
-            "reply_to": "r-malformed",
+            "reply_to": f"{keys.prefix}:replies:r-malformed",
         }
         await send_raw(redis, keys.commands, data=command)
         reply = await replies.wait_for("c-bad")
@@ -263,7 +263,7 @@ async def test_command_holding_a_real_token_is_refused_and_erased(
 ) -> None:
     created = await client.generate("victim", ["entities:read"])
     assert created.secret is not None
-    async with listening(redis, "r-paste") as replies:
+    async with listening(redis, f"{keys.prefix}:replies:r-paste") as replies:
         command = {
             "type": "GenerateToken",
             "command_id": "c-paste",
@@ -271,7 +271,7 @@ async def test_command_holding_a_real_token_is_refused_and_erased(
             "name": "paste",
             "scopes": ["entities:read"],
             "description": f"our key is {created.secret}",
-            "reply_to": "r-paste",
+            "reply_to": f"{keys.prefix}:replies:r-paste",
         }
         await send_raw(redis, keys.commands, data=command)
         reply = await replies.wait_for("c-paste")
@@ -289,20 +289,20 @@ async def test_token_in_a_command_id_or_field_name_never_reaches_redis(
     created = await client.generate("victim-2", ["entities:read"])
     secret = created.secret
     assert secret is not None
-    async with listening(redis, "r-sneaky") as replies:
+    async with listening(redis, f"{keys.prefix}:replies:r-sneaky") as replies:
         by_id: dict[str, object] = {
             "type": "RevokeToken",
             "command_id": f"id_{secret}",
             "actor": ADMIN,
         }
-        by_id |= {"token_id": "x", "reply_to": "r-sneaky"}
+        by_id |= {"token_id": "x", "reply_to": f"{keys.prefix}:replies:r-sneaky"}
         await send_raw(redis, keys.commands, data=by_id)
         by_field: dict[str, object] = {
             "type": "RevokeToken",
             "command_id": "c-field",
             "actor": ADMIN,
         }
-        by_field |= {"token_id": "x", secret: 1, "reply_to": "r-sneaky"}
+        by_field |= {"token_id": "x", secret: 1, "reply_to": f"{keys.prefix}:replies:r-sneaky"}
         await send_raw(redis, keys.commands, data=by_field)
         anonymous = await replies.wait_for(None)
         named = await replies.wait_for("c-field")

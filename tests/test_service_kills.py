@@ -121,7 +121,7 @@ async def test_service_killed_five_times_mid_burst_applies_every_command_once(
     reclaimed = resent = 0
     killed: list[str] = []
     points: list[int] = []
-    async with listening(redis, "r-kills") as replies:
+    async with listening(redis, f"{keys.prefix}:replies:r-kills") as replies:
         with contextlib.ExitStack() as stack:
             fleet = _Fleet(settings, tmp_path, stack)
             for name in (fleet.start(), fleet.start()):
@@ -131,7 +131,10 @@ async def test_service_killed_five_times_mid_burst_applies_every_command_once(
                 before = int((await redis.xinfo_stream(keys.commands))["entries-added"])
                 async with redis.pipeline(transaction=False) as pipe:
                     for command_id in ids[wave * WAVE : (wave + 1) * WAVE]:
-                        command: dict[str, Any] = {**generate(command_id), "reply_to": "r-kills"}
+                        command: dict[str, Any] = {
+                            **generate(command_id),
+                            "reply_to": f"{keys.prefix}:replies:r-kills",
+                        }
                         pipe.xadd(keys.commands, {"data": orjson.dumps(command)})
                     await pipe.execute()
                 if wave == WAVES - 1:
@@ -154,7 +157,7 @@ async def test_service_killed_five_times_mid_burst_applies_every_command_once(
             # And some send again long after their answer came.
             again = rng.sample(ids, RESENT_AFTER)
             for command_id in again:
-                command = {**generate(command_id), "reply_to": "r-kills"}
+                command = {**generate(command_id), "reply_to": f"{keys.prefix}:replies:r-kills"}
                 await redis.xadd(keys.commands, {"data": orjson.dumps(command)})
 
             async def all_again_answered() -> bool:

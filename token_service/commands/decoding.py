@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 _CHANNEL = re.compile(r"[\x21-\x7e]{1,256}")
-_REPLY_TO = re.compile(rb'"reply_to"\s*:\s*"([\x21\x23-\x5b\x5d-\x7e]{1,256})"')
 MAX_FIELD_ERRORS = 20
 """At most this many fields at fault are named in a rejection (and one line saying more)."""
 _COMMAND_ID = re.compile(r"[\x20-\x7e]{1,128}")
@@ -76,6 +75,8 @@ class Unreadable:
 
     reason: str
     reply_channels: tuple[str, ...] = ()
+    command_id: str | None = None
+    """Read from an oversized command, so that its sender can match the answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +117,13 @@ def _field_errors(error: ValidationError) -> dict[str, str]:
     return fields
 
 
-def _reply_to_of_oversized(payload: bytes) -> str | None:
-    # Too big to parse, but its sender should hear why: look for reply_to near the start.
-    found = _REPLY_TO.search(payload[:MAX_PAYLOAD_BYTES])
-    return _valid(_CHANNEL, found.group(1).decode()) if found else None
+def _member_of_oversized(payload: bytes, name: bytes, pattern: re.Pattern[str]) -> str | None:
+    # Too big to parse, but its sender should hear why: look for the member near the start.
+    found = re.search(
+        rb'"' + name + rb'"\s*:\s*"([\x20\x21\x23-\x5b\x5d-\x7e]{1,256})"',
+        payload[:MAX_PAYLOAD_BYTES],
+    )
+    return _valid(pattern, found.group(1).decode()) if found else None
 
 
 def _channels(*candidates: str | None) -> tuple[str, ...]:
@@ -207,7 +211,8 @@ def open_entry(fields: dict[bytes, bytes]) -> Parsed | Invalid | Unreadable:
     if len(payload) > MAX_PAYLOAD_BYTES:
         return Unreadable(
             f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}",
-            _channels(_reply_to_of_oversized(payload), faststream_reply_to),
+            _channels(_member_of_oversized(payload, b"reply_to", _CHANNEL), faststream_reply_to),
+            _member_of_oversized(payload, b"command_id", _COMMAND_ID),
         )
     try:
         body = orjson.loads(payload)

@@ -138,7 +138,10 @@ class CommandPipeline:
                 return
             opened = open_entry(entry.fields)
             if isinstance(opened, Unreadable):
-                about, _ = admit_channels(self.source, About(reply_channels=opened.reply_channels))
+                unreadable = About(
+                    command_id=opened.command_id, reply_channels=opened.reply_channels
+                )
+                about, _ = admit_channels(self.source, unreadable)
                 entry.describe(about)
                 entry.park(opened.reason)
                 return
