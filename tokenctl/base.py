@@ -18,6 +18,7 @@ from rich.console import Console
 from contracts import CommandReply
 from token_service.client import ReplyTimeout, TokenClient
 from token_service.connection import redis_client
+from tokenctl.literal import literal
 from tokenctl.settings import CliSettings
 
 __all__ = ["Actor", "Json", "admins_app", "app", "fail", "print_json", "run", "send", "settings"]
@@ -44,11 +45,14 @@ def settings() -> CliSettings:
 
 
 def fail(message: str, as_json: bool) -> NoReturn:
-    """Say what went wrong in one line (or as JSON) and exit 1."""
+    """Say what went wrong in one line (or as JSON) and exit 1.
+
+    The message may quote what Redis or the service said, so it is shown literally.
+    """
     if as_json:
         typer.echo(orjson.dumps({"ok": False, "error": message}).decode())
     else:
-        typer.echo(f"error: {message}", err=True)
+        typer.echo(f"error: {literal(message).plain}", err=True)
     raise typer.Exit(1)
 
 

@@ -15,6 +15,7 @@ from token_service.keys import Keys
 from token_service.store import TokenStore
 from tokenctl import base, render
 from tokenctl.durations import parse_date, parse_duration
+from tokenctl.literal import literal
 from tokenctl.settings import CliSettings
 
 
@@ -130,14 +131,15 @@ def revoke(
         if as_json:  # a prompt would corrupt the JSON on stdout
             base.fail("--json needs --yes: there is no prompt in JSON mode", as_json)
         view = _existing(settings, token_id, as_json)
-        if not typer.confirm(f"Revoke token '{view.name}' ({view.id})? Gateways refuse it at once"):
+        question = f"Revoke token '{view.name}' ({view.id})? Gateways refuse it at once"
+        if not typer.confirm(literal(question).plain):
             base.fail("not revoked", as_json)
     reply = base.send(settings, actor, as_json, lambda c: c.revoke(token_id, reason=reason))
     assert reply.token is not None
     if as_json:
         typer.echo(reply.to_json().decode())
     else:
-        typer.echo(f"Revoked '{reply.token.name}' ({reply.token.id}).")
+        typer.echo(literal(f"Revoked '{reply.token.name}' ({reply.token.id}).").plain)
 
 
 @base.app.command()
@@ -179,7 +181,9 @@ def admins_list(as_json: base.Json = False) -> None:
     if as_json:
         base.print_json(names)
     else:
-        typer.echo("\n".join(names) if names else "no administrators in the set")
+        typer.echo(
+            "\n".join(literal(n).plain for n in names) if names else "no administrators in the set"
+        )
 
 
 def _change_admins(name: str, add: bool, as_json: bool) -> None:
@@ -195,11 +199,12 @@ def _change_admins(name: str, add: bool, as_json: bool) -> None:
     if as_json:
         base.print_json({"ok": True, "admin": name, verb: bool(changed)})
     else:
-        typer.echo(
+        said = (
             f"{name} {verb}."
             if changed
             else f"{name} was {'already' if add else 'not'} an administrator."
         )
+        typer.echo(literal(said).plain)
 
 
 @base.admins_app.command("add")

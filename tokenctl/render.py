@@ -1,4 +1,7 @@
-"""How tokenctl shows things to people: tables, relative times, the one-time secret."""
+"""How tokenctl shows things to people: tables, relative times, the one-time secret.
+
+Every value from Redis or the service goes through :func:`~tokenctl.literal.literal`.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,10 @@ from datetime import datetime
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from contracts import TokenView, format_timestamp, utc_now
+from tokenctl.literal import literal
 
 __all__ = ["ago", "secret_panel", "token_details", "token_table", "when"]
 
@@ -46,11 +51,11 @@ def token_table(tokens: Iterable[TokenView], title: str) -> Table:
     table.add_column("status")
     for view in tokens:
         table.add_row(
-            view.name,
-            view.id,
-            view.hint,
-            " ".join(view.scopes),
-            view.created_by,
+            literal(view.name),
+            literal(view.id),
+            literal(view.hint),
+            literal(" ".join(view.scopes)),
+            literal(view.created_by),
             ago(view.created_at),
             ago(view.expires_at, never="never"),
             ago(view.last_used_at),
@@ -78,14 +83,14 @@ def token_details(view: TokenView) -> Table:
         "revoked": f"{when(view.revoked_at)} by {view.revoked_by}" if view.revoked_at else "-",
     }
     for key, value in rows.items():
-        table.add_row(key, value)
+        table.add_row(key, literal(value))
     return table
 
 
 def secret_panel(console: Console, secret: str, what: str) -> None:
     """Show a new secret once, set apart, with the warning that goes with it."""
-    console.print(f"\n{what}. Copy the token now:\n")
-    console.print(Panel(secret, expand=False, border_style="green"), soft_wrap=True)
+    console.print(Text.assemble("\n", literal(what), ". Copy the token now:\n"))
+    console.print(Panel(literal(secret), expand=False, border_style="green"), soft_wrap=True)
     console.print(
         "[bold yellow]This is the only time it is shown.[/] It cannot be shown again: "
         "put it in a secret store now, never in code or chat.\n"
