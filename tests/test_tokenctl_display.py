@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import orjson
@@ -104,3 +105,11 @@ def test_errors_quote_what_they_were_given_literally(env: dict[str, str]) -> Non
     assert out.strip() == "error: no token has id 01\\x1b[2Jnope\\u202e"
     code, out = tokenctl(env, "show", "01\x1b[2Jnope\u202e", "--json")
     assert orjson.loads(out)["error"] == "no token has id 01\x1b[2Jnope\u202e"
+
+
+def test_show_says_never_used_once(env: dict[str, str]) -> None:
+    token_id = generate(env, "cli-unused", "--scope", "entities:read")
+    code, out = tokenctl(env, "show", token_id)
+    assert code == 0, out
+    assert re.search(r"^ *last used +never *$", out, re.MULTILINE), out
+    assert "(never)" not in out

@@ -64,6 +64,12 @@ def token_table(tokens: Iterable[TokenView], title: str) -> Table:
     return table
 
 
+def _last_used(view: TokenView) -> str:
+    if view.last_used_at is None:
+        return "never"
+    return f"{when(view.last_used_at)} ({ago(view.last_used_at)})"
+
+
 def token_details(view: TokenView) -> Table:
     """One token, field by field."""
     table = Table(show_header=False, box=None)
@@ -78,7 +84,7 @@ def token_details(view: TokenView) -> Table:
         "description": view.description or "-",
         "created": f"{when(view.created_at)} by {view.created_by}",
         "expires": when(view.expires_at, never="never"),
-        "last used": f"{when(view.last_used_at, never='never')} ({ago(view.last_used_at)})",
+        "last used": _last_used(view),
         "rotated": when(view.rotated_at),
         "revoked": f"{when(view.revoked_at)} by {view.revoked_by}" if view.revoked_at else "-",
     }
