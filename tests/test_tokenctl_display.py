@@ -1,9 +1,10 @@
-"""What tokenctl prints for people: untrusted text shown literally."""
+"""What tokenctl prints for people: untrusted text shown literally, tables that fit."""
 
 from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass, field
 
 import orjson
 import redis
@@ -113,3 +114,109 @@ def test_show_says_never_used_once(env: dict[str, str]) -> None:
     assert code == 0, out
     assert re.search(r"^ *last used +never *$", out, re.MULTILINE), out
     assert "(never)" not in out
+
+
+@dataclass
+class Shown:
+    """One Rich table as printed: its column headers and each row's cells."""
+
+    headers: list[str]
+    rows: list[dict[str, str]] = field(default_factory=list)
+
+
+def _cells(line: str, bar: str) -> list[str]:
+    return [cell.strip() for cell in line.strip()[1:-1].split(bar)]
+
+
+def tables(out: str) -> list[Shown]:
+    """Every table in ``out``; a cell wrapped over several lines is joined with spaces."""
+    found: list[Shown] = []
+    header: list[list[str]] = []
+    body: list[list[list[str]]] = []
+    for line in out.splitlines():
+        if line.startswith("┃"):
+            header.append(_cells(line, "┃"))
+        elif line.startswith("│"):
+            cells = _cells(line, "│")
+            if cells[header[0].index("status")]:  # on a row's first line only: never wraps
+                body.append([[] for _ in cells])
+            for parts, cell in zip(body[-1], cells, strict=True):
+                parts += [cell] if cell else []
+        elif line.startswith("└"):
+            headers = [" ".join(filter(None, column)) for column in zip(*header, strict=True)]
+            rows = [
+                dict(zip(headers, (" ".join(parts) for parts in row), strict=True)) for row in body
+            ]
+            found.append(Shown(headers, rows))
+            header, body = [], []
+    return found
+
+
+NARROW = ["name", "status", "scopes", "last used", "expires"]
+EVERY = ["name", "id", "status", "scopes", "last used", "expires", "created by", "created", "hint"]
+
+
+def assert_complete(out: str, width: int) -> list[Shown]:
+    """Every line fits ``width`` and every cell of every table shows its whole value."""
+    assert all(len(line) <= width for line in out.splitlines()), out
+    assert "…" not in out
+    shown = tables(out)
+    assert shown, out
+    for table in shown:
+        for row in table.rows:
+            assert all(row.values()), row
+    return shown
+
+
+def test_list_at_80_columns_shows_the_columns_that_matter_whole(env: dict[str, str]) -> None:
+    token_id = generate(
+        env,
+        "cli-narrow",
+        "--scope",
+        "entities:read",
+        "--scope",
+        "reports:write",
+        "--expires-in",
+        "90d",
+        "--description",
+        "a description long enough to need a wide terminal of its own, were it shown",
+    )
+    code, out = tokenctl({**env, "COLUMNS": "80"}, "list")
+    assert code == 0, out
+    (table,) = assert_complete(out, 80)
+    assert table.headers == NARROW
+    mine = next(row for row in table.rows if row["name"] == "cli-narrow")
+    assert mine["status"] == "active"
+    assert mine["scopes"] == "entities:read reports:write"
+    assert mine["last used"] == "never"
+    assert mine["expires"] == "in 89 days"
+    assert token_id not in out
+    assert "Hidden at this width: id, created by, created, hint. Add --wide" in out
+
+
+def test_list_at_160_columns_shows_every_column(env: dict[str, str]) -> None:
+    token_id = generate(env, "cli-wide", "--scope", "entities:read")
+    code, out = tokenctl({**env, "COLUMNS": "160"}, "list")
+    assert code == 0, out
+    (table,) = assert_complete(out, 160)
+    assert table.headers == EVERY
+    mine = next(row for row in table.rows if row["name"] == "cli-wide")
+    assert mine["id"] == token_id
+    assert mine["created by"] == env["TOKENS_ACTOR"]
+    assert "Hidden at this width" not in out
+    code, out = tokenctl({**env, "COLUMNS": "80"}, "list", "--wide")
+    assert code == 0, out
+    assert tables(out)[0].headers == EVERY
+
+
+def test_stale_at_80_columns_is_readable(env: dict[str, str]) -> None:
+    generate(env, "cli-stale-soon", "--scope", "entities:read", "--expires-in", "7d")
+    code, out = tokenctl({**env, "COLUMNS": "80"}, "stale")
+    assert code == 0, out
+    shown = assert_complete(out, 80)
+    assert all(table.headers == NARROW for table in shown)
+    names = {row["name"] for table in shown for row in table.rows}
+    assert "cli-stale-soon" in names
+    assert "Add --wide" in out
+    code, out = tokenctl({**env, "COLUMNS": "160"}, "stale")
+    assert all(table.headers == EVERY for table in assert_complete(out, 160))

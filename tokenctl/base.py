@@ -21,7 +21,18 @@ from token_service.connection import redis_client
 from tokenctl.literal import literal
 from tokenctl.settings import CliSettings
 
-__all__ = ["Actor", "Json", "admins_app", "app", "fail", "print_json", "run", "send", "settings"]
+__all__ = [
+    "Actor",
+    "Json",
+    "Wide",
+    "admins_app",
+    "app",
+    "fail",
+    "print_json",
+    "run",
+    "send",
+    "settings",
+]
 
 T = TypeVar("T")
 app = typer.Typer(help="Manage the platform's API tokens.", no_args_is_help=True)
@@ -33,6 +44,7 @@ Actor = Annotated[
     str | None,
     typer.Option("--actor", help="Acting administrator (default: TOKENS_ACTOR or login)."),
 ]
+Wide = Annotated[bool, typer.Option("--wide", help="Every column, however narrow the terminal.")]
 
 
 class Failure(Exception):

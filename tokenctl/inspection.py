@@ -97,6 +97,7 @@ def _details(event: dict[str, Any]) -> str:
 def stale(
     unused_days: Annotated[int, typer.Option(min=1)] = 90,
     expiring_days: Annotated[int, typer.Option(min=1)] = 14,
+    wide: base.Wide = False,
     as_json: base.Json = False,
 ) -> None:
     """Tokens to rotate or revoke: never used, unused for a while, or expiring soon."""
@@ -122,12 +123,16 @@ def stale(
             }
         )
         return
-    console = Console()
+    console = render.token_console(wide)
+    wide = render.is_wide(console)
     for title, views in sections.items():
         if views:
-            console.print(render.token_table(views, f"{title.capitalize()} ({len(views)})"))
+            heading = f"{title.capitalize()} ({len(views)})"
+            console.print(render.token_table(views, heading, wide=wide))
         else:
             console.print(f"{title.capitalize()}: none")
+    if not wide and any(sections.values()):
+        console.print(render.narrow_hint())
 
 
 @base.app.command()

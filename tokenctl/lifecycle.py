@@ -73,6 +73,7 @@ def list_tokens(
     show_all: Annotated[
         bool, typer.Option("--all", help="Revoked and expired tokens too.")
     ] = False,
+    wide: base.Wide = False,
     as_json: base.Json = False,
 ) -> None:
     """List active tokens (all with --all), with who created them and when they were last used."""
@@ -93,7 +94,11 @@ def list_tokens(
         base.print_json([view.model_dump(mode="json") for view in views])
         return
     title = "All tokens" if show_all else "Active tokens"
-    Console().print(render.token_table(views, f"{title} ({len(views)})"))
+    console = render.token_console(wide)
+    wide = render.is_wide(console)
+    console.print(render.token_table(views, f"{title} ({len(views)})", wide=wide))
+    if views and not wide:
+        console.print(render.narrow_hint())
 
 
 def _existing(settings: CliSettings, token_id: str, as_json: bool) -> TokenView:
