@@ -191,7 +191,10 @@ def admins_list(as_json: base.Json = False) -> None:
         )
 
 
-def _change_admins(name: str, add: bool, as_json: bool) -> None:
+def _change_admins(name: str, add: bool, as_json: bool) -> tuple[CliSettings, str, bool]:
+    """Add NAME to the admins set or remove it; returns the settings, the set's key and
+    whether the set changed.
+    """
     settings = base.settings()
     key = Keys(settings.key_prefix).admins
 
@@ -199,26 +202,44 @@ def _change_admins(name: str, add: bool, as_json: bool) -> None:
         changed = await (redis.sadd(key, name) if add else redis.srem(key, name))
         return int(changed)
 
-    changed = base.run(work, settings, as_json)
-    verb = "added" if add else "removed"
-    if as_json:
-        base.print_json({"ok": True, "admin": name, verb: bool(changed)})
-    else:
-        said = (
-            f"{name} {verb}."
-            if changed
-            else f"{name} was {'already' if add else 'not'} an administrator."
-        )
-        typer.echo(literal(said).plain)
+    return settings, key, bool(base.run(work, settings, as_json))
 
 
 @base.admins_app.command("add")
 def admins_add(name: str, as_json: base.Json = False) -> None:
     """Let NAME generate, rotate and revoke tokens."""
-    _change_admins(name, True, as_json)
+    _, _, added = _change_admins(name, True, as_json)
+    if as_json:
+        base.print_json({"ok": True, "admin": name, "added": added})
+    else:
+        typer.echo(
+            literal(f"{name} added." if added else f"{name} was already an administrator.").plain
+        )
 
 
 @base.admins_app.command("remove")
 def admins_remove(name: str, as_json: base.Json = False) -> None:
-    """Take that right away from NAME."""
-    _change_admins(name, False, as_json)
+    """Take that right away from NAME; exits 1 when TOKENS_ADMINS still grants it.
+
+    The service takes its TOKENS_ADMINS setting as administrators besides the set, so
+    removing such a name from the set changes nothing until the setting drops it too.
+    tokenctl sees the TOKENS_ADMINS of its own environment, not the service's.
+    """
+    settings, key, removed = _change_admins(name, False, as_json)
+    if name in settings.admins:
+        done = f"was removed from the {key} set" if removed else f"was not in the {key} set"
+        message = (
+            f"{name} {done} but still acts as an administrator, because the TOKENS_ADMINS "
+            f"setting lists {name}; to stop that, take {name} out of TOKENS_ADMINS where the "
+            "token service runs and restart it"
+        )
+        if as_json:
+            base.print_json({"ok": False, "admin": name, "removed": removed, "error": message})
+            raise typer.Exit(1)
+        base.fail(message, as_json)
+    if as_json:
+        base.print_json({"ok": True, "admin": name, "removed": removed})
+    else:
+        typer.echo(
+            literal(f"{name} removed." if removed else f"{name} was not an administrator.").plain
+        )
