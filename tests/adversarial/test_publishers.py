@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -92,9 +93,13 @@ async def test_a_publisher_cannot_listen_to_another_publishers_replies(
         for channel in (f"{keys.replies('console')}x", f"{keys.replies_prefix}*", "*"):
             pubsub = billing.pubsub()
             with pytest.raises(NoPermissionError):
-                await pubsub.execute_command(subscribe, channel)
-                await pubsub.parse_response(block=True, timeout=5)
+                await _subscribed(pubsub, subscribe, channel)
             await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def _subscribed(pubsub: Any, subscribe: str, channel: str) -> None:
+    await pubsub.execute_command(subscribe, channel)
+    await pubsub.parse_response(block=True, timeout=5)
 
 
 @pytest.mark.parametrize(
