@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 import pytest
@@ -517,53 +517,79 @@ async def _last_id(redis: Redis, stream: str) -> str:
     return newest[0][0] if newest else "0-0"
 
 
-async def _round(redis: Redis, keys: Keys, inbox: Inbox, batch: list[Probe], tally: Tally) -> None:
-    tally.rounds += 1
-    marks = {s: await _last_id(redis, s) for s in (keys.dead_letter, keys.events)}
-    sent: list[Sent] = []
-    valid: list[tuple[str, str, str]] = []  # (kind, channel, command id)
+class Planned(NamedTuple):
+    """One entry to write: a bad one (its kind) or a valid command (``valid:<type>``)."""
+
+    kind: str
+    fields: Fields
+    channel: str
+    command_id: str
+
+
+def _valid_command(n: int, tally: Tally) -> Planned:
+    """A valid command: the revocation of a token an earlier round made, or a new token."""
+    ok_nonce = uuid.uuid4().hex[:12]
+    if tally.live_tokens and n % 4 == 2:
+        command: dict[str, Any] = {
+            "type": "RevokeToken",
+            "token_id": tally.live_tokens.pop(),
+            "reason": "fuzz round over",
+        }
+    else:
+        command = {
+            "type": "GenerateToken",
+            "name": f"ok-{ok_nonce}",
+            "scopes": ["entities:read"],
+        }
+    command |= {
+        "command_id": f"ok-{ok_nonce}",
+        "actor": ADMIN,
+        "reply_to": f"fz-{ok_nonce}",
+    }
+    return Planned("valid:" + command["type"], _data(command), f"fz-{ok_nonce}", f"ok-{ok_nonce}")
+
+
+def _bad_entries_with_valid_commands_between(batch: list[Probe], tally: Tally) -> list[Planned]:
+    """Each bad entry with a channel and command id of its own; a valid command after every
+    other one."""
+    plan: list[Planned] = []
+    for n, (kind, template) in enumerate(batch):
+        nonce = uuid.uuid4().hex[:12]
+        channel, command_id = f"fz-{nonce}", f"fz-c-{nonce}"
+        plan.append(Planned(kind, _substitute(template, channel, command_id), channel, command_id))
+        if n % 2 == 0:  # a valid command between bad ones
+            plan.append(_valid_command(n, tally))
+    return plan
+
+
+async def _write(redis: Redis, keys: Keys, plan: list[Planned]) -> list[str]:
+    """XADD every planned entry at once; their entry ids."""
     async with redis.pipeline(transaction=False) as pipe:
-        plan: list[tuple[str, Fields, str, str]] = []
-        for n, (kind, template) in enumerate(batch):
-            nonce = uuid.uuid4().hex[:12]
-            channel, command_id = f"fz-{nonce}", f"fz-c-{nonce}"
-            plan.append((kind, _substitute(template, channel, command_id), channel, command_id))
-            if n % 2 == 0:  # a valid command between bad ones
-                ok_nonce = uuid.uuid4().hex[:12]
-                if tally.live_tokens and n % 4 == 2:
-                    command: dict[str, Any] = {
-                        "type": "RevokeToken",
-                        "token_id": tally.live_tokens.pop(),
-                        "reason": "fuzz round over",
-                    }
-                else:
-                    command = {
-                        "type": "GenerateToken",
-                        "name": f"ok-{ok_nonce}",
-                        "scopes": ["entities:read"],
-                    }
-                command |= {
-                    "command_id": f"ok-{ok_nonce}",
-                    "actor": ADMIN,
-                    "reply_to": f"fz-{ok_nonce}",
-                }
-                plan.append(
-                    ("valid:" + command["type"], _data(command), f"fz-{ok_nonce}", f"ok-{ok_nonce}")
-                )
-        for _, fields, _, _ in plan:
-            pipe.xadd(keys.commands, fields)  # type: ignore[arg-type]
-        ids = cast(list[str], await pipe.execute())
-    for (kind, fields, channel, command_id), entry_id in zip(plan, ids, strict=True):
+        for planned in plan:
+            pipe.xadd(keys.commands, planned.fields)  # type: ignore[arg-type]
+        return cast(list[str], await pipe.execute())
+
+
+def _sort_out(
+    plan: list[Planned], ids: list[str], tally: Tally
+) -> tuple[list[Sent], list[Planned]]:
+    """The bad entries as written, with what each is owed; and the valid commands."""
+    sent: list[Sent] = []
+    valid: list[Planned] = []
+    for planned, entry_id in zip(plan, ids, strict=True):
+        kind, fields, channel, command_id = planned
         if kind.startswith("valid:"):
-            valid.append((kind, channel, command_id))
+            valid.append(planned)
             continue
         tally.kinds[kind] += 1
         owed, carries = _expected(fields, channel, command_id)
         holds = kind == "pasted-token"
         sent.append(Sent(kind, entry_id, channel, command_id, owed, carries, holds))
-    await until(lambda: _settled(redis, keys, ids[-1]), 30, "every entry settled")
+    return sent, valid
 
-    for kind, channel, command_id in valid:
+
+async def _valid_commands_succeeded(inbox: Inbox, valid: list[Planned], tally: Tally) -> None:
+    for kind, _, channel, command_id in valid:
         reply = CommandReply.model_validate_json(await inbox.wait(channel))
         assert reply.ok, f"{kind} {command_id} failed: {reply.error}"
         tally.valid_ok += 1
@@ -572,6 +598,18 @@ async def _round(redis: Redis, keys: Keys, inbox: Inbox, batch: list[Probe], tal
             assert is_well_formed(reply.secret)
             assert reply.token is not None
             tally.live_tokens.append(reply.token.id)
+
+
+@dataclass
+class Parked:
+    """What the round left on the dead-letter stream and as ``CommandRejected`` events."""
+
+    letters: set[str]
+    rejected_ids: set[str | None]
+    anonymous: int
+
+
+async def _parked_since(redis: Redis, keys: Keys, marks: dict[str, str], tally: Tally) -> Parked:
     letters = {
         d["entry_id"] for d in await _since(redis, keys.dead_letter, marks[keys.dead_letter])
     }
@@ -584,26 +622,56 @@ async def _round(redis: Redis, keys: Keys, inbox: Inbox, batch: list[Probe], tal
     anonymous = sum(e["command_id"] is None for e in rejected)
     tally.dead_letters += len(letters)
     tally.rejected_events += len(rejected)
+    return Parked(letters, by_id, anonymous)
+
+
+async def _rejection_replied(inbox: Inbox, entry: Sent, tally: Tally) -> None:
+    """A rejection on the entry's channel, with a code, a message, the fields at fault for
+    ``invalid``, and no token."""
+    raw = await inbox.wait(entry.channel)
+    reply = CommandReply.model_validate_json(raw)
+    assert not reply.ok, f"{entry.kind} entry {entry.entry_id} was accepted"
+    assert reply.error is not None
+    assert reply.error.code in CODES
+    assert reply.error.message
+    if reply.error.code == "invalid":
+        assert reply.error.fields, f"{entry.kind}: invalid without the fields at fault"
+    assert find_tokens(raw, glued=True) == [], "a reply echoes a token"
+    tally.replies += 1
+    tally.codes[reply.error.code] += 1
+
+
+async def _each_bad_entry_answered_or_parked(
+    redis: Redis, keys: Keys, inbox: Inbox, sent: list[Sent], parked: Parked, tally: Tally
+) -> None:
+    """A reply where one is owed, else a dead letter or an event; and an entry holding a
+    token deleted from the stream."""
     unaccounted = 0
     for entry in sent:
         if entry.reply_owed:
-            raw = await inbox.wait(entry.channel)
-            reply = CommandReply.model_validate_json(raw)
-            assert not reply.ok, f"{entry.kind} entry {entry.entry_id} was accepted"
-            assert reply.error is not None
-            assert reply.error.code in CODES
-            assert reply.error.message
-            if reply.error.code == "invalid":
-                assert reply.error.fields, f"{entry.kind}: invalid without the fields at fault"
-            assert find_tokens(raw, glued=True) == [], "a reply echoes a token"
-            tally.replies += 1
-            tally.codes[reply.error.code] += 1
-        elif entry.entry_id not in letters and not (entry.carries_id and entry.command_id in by_id):
+            await _rejection_replied(inbox, entry, tally)
+        elif entry.entry_id not in parked.letters and not (
+            entry.carries_id and entry.command_id in parked.rejected_ids
+        ):
             unaccounted += 1
         if entry.holds_token:
             assert await redis.xrange(keys.commands, min=entry.entry_id, max=entry.entry_id) == []
             tally.deleted += 1
-    assert unaccounted <= anonymous, f"{unaccounted} bad entries left no reply, letter or event"
+    assert unaccounted <= parked.anonymous, (
+        f"{unaccounted} bad entries left no reply, letter or event"
+    )
+
+
+async def _round(redis: Redis, keys: Keys, inbox: Inbox, batch: list[Probe], tally: Tally) -> None:
+    tally.rounds += 1
+    marks = {s: await _last_id(redis, s) for s in (keys.dead_letter, keys.events)}
+    plan = _bad_entries_with_valid_commands_between(batch, tally)
+    ids = await _write(redis, keys, plan)
+    sent, valid = _sort_out(plan, ids, tally)
+    await until(lambda: _settled(redis, keys, ids[-1]), 30, "every entry settled")
+    await _valid_commands_succeeded(inbox, valid, tally)
+    parked = await _parked_since(redis, keys, marks, tally)
+    await _each_bad_entry_answered_or_parked(redis, keys, inbox, sent, parked, tally)
 
 
 async def _connect(settings: ServiceSettings) -> Redis:
