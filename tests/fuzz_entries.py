@@ -180,7 +180,7 @@ class Planned(NamedTuple):
     command_id: str
 
 
-def _valid_command(n: int, live_tokens: list[str]) -> Planned:
+def _valid_command(n: int, live_tokens: list[str], channels: str) -> Planned:
     """A valid command: the revocation of a token an earlier round made (taken off
     ``live_tokens``), or a new token."""
     ok_nonce = uuid.uuid4().hex[:12]
@@ -199,25 +199,25 @@ def _valid_command(n: int, live_tokens: list[str]) -> Planned:
     command |= {
         "command_id": f"ok-{ok_nonce}",
         "actor": ADMIN,
-        "reply_to": f"fz-{ok_nonce}",
+        "reply_to": f"{channels}{ok_nonce}",
     }
     return Planned(
-        "valid:" + command["type"], data_field(command), f"fz-{ok_nonce}", f"ok-{ok_nonce}"
+        "valid:" + command["type"], data_field(command), f"{channels}{ok_nonce}", f"ok-{ok_nonce}"
     )
 
 
 def bad_entries_with_valid_commands_between(
-    batch: list[Probe], live_tokens: list[str]
+    batch: list[Probe], live_tokens: list[str], channels: str
 ) -> list[Planned]:
-    """Each bad entry with a channel and command id of its own; a valid command after every
-    other one."""
+    """Each bad entry with a channel (under ``channels``) and command id of its own; a valid
+    command after every other one."""
     plan: list[Planned] = []
     for n, (kind, template) in enumerate(batch):
         nonce = uuid.uuid4().hex[:12]
-        channel, command_id = f"fz-{nonce}", f"fz-c-{nonce}"
+        channel, command_id = f"{channels}{nonce}", f"fz-c-{nonce}"
         plan.append(Planned(kind, substitute(template, channel, command_id), channel, command_id))
         if n % 2 == 0:  # a valid command between bad ones
-            plan.append(_valid_command(n, live_tokens))
+            plan.append(_valid_command(n, live_tokens, channels))
     return plan
 
 

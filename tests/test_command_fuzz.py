@@ -67,7 +67,7 @@ class Tally:
 
 
 class Inbox:
-    """Replies on every ``fz-*`` channel, by channel."""
+    """Replies on every fuzzed channel, by channel."""
 
     def __init__(self) -> None:
         self.by_channel: dict[str, list[str]] = {}
@@ -100,6 +100,11 @@ async def replies_on(redis: Redis, pattern: str) -> AsyncIterator[Inbox]:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _channels(keys: Keys) -> str:
+    """What the fuzzed entries' reply channels start with (under the reply prefix)."""
+    return f"{keys.replies_prefix}fz-"
 
 
 async def _settled(redis: Redis, keys: Keys, last_id: str) -> bool:
@@ -206,7 +211,7 @@ async def _each_bad_entry_answered_or_parked(
 async def _round(redis: Redis, keys: Keys, inbox: Inbox, batch: list[Probe], tally: Tally) -> None:
     tally.rounds += 1
     marks = {s: await _last_id(redis, s) for s in (keys.dead_letter, keys.events)}
-    plan = bad_entries_with_valid_commands_between(batch, tally.live_tokens)
+    plan = bad_entries_with_valid_commands_between(batch, tally.live_tokens, _channels(keys))
     ids = await _write(redis, keys, plan)
     sent, valid = sort_out(plan, ids, tally.kinds)
     await until(lambda: _settled(redis, keys, ids[-1]), 30, "every entry settled")
@@ -242,7 +247,7 @@ def test_hostile_entries_are_answered_or_parked_and_the_service_stays_up(
     tally = Tally()
     with service_process(settings, log) as process, asyncio.Runner() as runner:
         redis = runner.run(_connect(settings))
-        inbox_context = replies_on(redis, "fz-*")
+        inbox_context = replies_on(redis, f"{_channels(keys)}*")
         inbox = runner.run(inbox_context.__aenter__())
         try:
 

@@ -124,6 +124,14 @@ def test_each_app_service_logs_in_as_its_own_user_with_a_password_the_acl_knows(
     assert len(usernames) == len(APP_SERVICES)
 
 
+def test_the_service_trusts_no_shared_stream_and_each_publisher_has_a_user() -> None:
+    env = _environment("token-service")
+    assert env["TOKENS_TRUST_SHARED_STREAM"] == "false"
+    for publisher in env["TOKENS_PUBLISHERS"].split(","):
+        name = publisher.partition(":")[0]
+        assert _acl_line(f"publisher-{name}")
+
+
 def test_app_services_wait_for_a_healthy_redis_and_listen_beyond_loopback() -> None:
     services = _compose()["services"]
     for service, http in zip(APP_SERVICES, ("TOKENS_HTTP", "AUDIT_HTTP"), strict=True):

@@ -169,6 +169,7 @@ def _about(command: CommandBase, reply_channels: tuple[str, ...]) -> About:
 def _invalid(
     model: type[CommandBase],
     body: dict[str, Any],
+    payload: bytes,
     channels: tuple[str, ...],
     error: ValidationError,
 ) -> Invalid:
@@ -178,7 +179,7 @@ def _invalid(
         command_id=_valid(_COMMAND_ID, body.get("command_id")),
         actor=_printable(actor, 256) if isinstance(actor, str) and actor else "unknown",
         reply_channels=channels,
-        body=_raw_digest(body),
+        body=_raw_digest(body, payload),
     )
     rejection = Rejection(
         ErrorCode.INVALID, "the command breaks the contract", _field_errors(error)
@@ -186,11 +187,11 @@ def _invalid(
     return Invalid(about, rejection, holds_secret=_refused_for_a_secret(error))
 
 
-def _raw_digest(body: dict[str, Any]) -> str:
+def _raw_digest(body: dict[str, Any], payload: bytes) -> str:
     try:
         return body_digest(body)
-    except (TypeError, orjson.JSONEncodeError):  # keys that are not strings, say
-        return hashlib.sha256(repr(sorted(map(repr, body.items()))).encode()).hexdigest()[:32]
+    except Exception:  # too deep to encode again, say: the payload as written stands in
+        return hashlib.sha256(payload).hexdigest()[:32]
 
 
 def _payload(fields: dict[bytes, bytes]) -> tuple[bytes, str | None] | Unreadable:
@@ -228,5 +229,5 @@ def open_entry(fields: dict[bytes, bytes]) -> Parsed | Invalid | Unreadable:
     try:
         command = model.model_validate_json(payload)
     except ValidationError as exc:
-        return _invalid(model, body, reply_channels, exc)
+        return _invalid(model, body, payload, reply_channels, exc)
     return Parsed(command, _about(command, reply_channels))
