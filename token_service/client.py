@@ -7,6 +7,9 @@ publisher's stream ``tokens:commands:<publisher>`` (or, without a publisher, to 
 ``command_id``. A retry with the same ``command_id`` is safe: the service applies a
 command at most once and answers a repeat with ``"duplicate": true``.
 
+Writes wait for a slot rather than take more connections than the client's pool holds,
+so any number of concurrent calls may share one client with its default pool.
+
 When the connection to Redis drops, the listener subscribes again by itself, backing off
 while Redis stays away. A reply published while it was away is lost (pub/sub keeps
 nothing): that send times out, and a retry with the same ``command_id`` gets the
@@ -68,6 +71,7 @@ class TokenClient:
         # 128 random bits, under this publisher's prefix: no other publisher may listen there.
         self.channel = self.keys.reply_channel(publisher or SHARED, uuid.uuid4().hex)
         self._waiting: dict[str, asyncio.Future[CommandReply]] = {}
+        self._writers = asyncio.Semaphore(_write_slots(redis))
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
         self.resubscribed = 0
@@ -131,7 +135,8 @@ class TokenClient:
         waiter: asyncio.Future[CommandReply] = asyncio.get_running_loop().create_future()
         self._waiting[command.command_id] = waiter
         try:
-            await self.redis.xadd(self.stream, {"data": command.model_dump_json()})
+            async with self._writers:  # never more writes at once than the pool can hold
+                await self.redis.xadd(self.stream, {"data": command.model_dump_json()})
             return await asyncio.wait_for(waiter, self.timeout)
         except TimeoutError:
             raise ReplyTimeout(command.command_id, self.timeout) from None
@@ -184,6 +189,13 @@ class TokenClient:
                 grace_seconds=grace_seconds,
             )
         )
+
+
+def _write_slots(redis: Redis) -> int:
+    # The pool serves the caller too, and the listener holds one connection for good: leave
+    # half of it to them. Waiting for a slot here beats failing with MaxConnectionsError.
+    size = getattr(redis.connection_pool, "max_connections", None) or 100
+    return max(1, min(64, (int(size) - 1) // 2))
 
 
 async def _close_quietly(pubsub: PubSub) -> None:
