@@ -24,6 +24,7 @@ from token_service.keys import Keys
 from token_service.leaks import AofScrubber
 from token_service.ops.health import HealthServer, until_redis_answers
 from token_service.ops.metrics import CommandMetrics
+from token_service.ops.retention import keep_streams_trimmed
 from token_service.ops.tracing import Tracing, default_provider
 from token_service.outputs import declare_outputs
 from token_service.publishers import SHARED
@@ -146,6 +147,10 @@ def _lifecycle(
     @app.after_startup
     async def start_sweeping() -> None:
         sweeper.append(asyncio.create_task(sweep_expired(store, settings.expiry_sweep_ms)))
+        trimming = keep_streams_trimmed(
+            store.redis, settings.retention(), settings.retention_every_s
+        )
+        sweeper.append(asyncio.create_task(trimming))
 
     @app.on_shutdown
     async def stop_sweeping() -> None:

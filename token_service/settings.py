@@ -10,6 +10,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from token_service.keys import Keys
 from token_service.publishers import SHARED, Publisher, Source, parse_publisher
 from token_service.redis.connection import RedisAccess, default_consumer_name
+from token_service.redis.retention import Retention
 
 __all__ = ["ServiceSettings"]
 
@@ -64,6 +65,28 @@ class ServiceSettings(RedisAccess):
     any administrator), comma-separated; each writes to ``<prefix>:commands:<name>``."""
     trust_shared_stream: bool = Field(default=False, validation_alias="TOKENS_TRUST_SHARED_STREAM")
     """Read version 1's shared ``<prefix>:commands``, whose writers may act as anyone."""
+    retention_every_s: float = Field(default=60, gt=0, validation_alias="TOKENS_RETENTION_EVERY_S")
+    """How often the streams are trimmed to their retention."""
+    commands_retention_s: int = Field(
+        default=7 * 24 * 3600, ge=0, validation_alias="TOKENS_COMMANDS_RETENTION_SECONDS"
+    )
+    """How long acknowledged commands stay in their streams."""
+    usage_retention_s: int = Field(
+        default=600, ge=0, validation_alias="TOKENS_USAGE_RETENTION_SECONDS"
+    )
+    """How long folded ``TokenUsed`` entries stay in ``tokens:usage``."""
+    usage_retention_entries: int | None = Field(
+        default=None, ge=0, validation_alias="TOKENS_USAGE_RETENTION_ENTRIES"
+    )
+    """At most this many folded entries stay in ``tokens:usage`` (unset: no count limit)."""
+    events_retention_days: int = Field(
+        default=400, ge=1, validation_alias="TOKENS_EVENTS_RETENTION_DAYS"
+    )
+    """How long the audit history stays in ``tokens:events``."""
+    dead_letter_retention_days: int = Field(
+        default=30, ge=1, validation_alias="TOKENS_DEAD_LETTER_RETENTION_DAYS"
+    )
+    """How long parked entries stay in ``tokens:dead-letter``."""
     otel_enabled: bool = Field(default=False, validation_alias="TOKENS_OTEL_ENABLED")
     """Trace command handling with OpenTelemetry (needs the ``otel`` extra)."""
 
@@ -75,6 +98,24 @@ class ServiceSettings(RedisAccess):
         for text in value:
             parse_publisher(text)
         return value
+
+    def retention(self) -> list[Retention]:
+        """Every stream's retention; a group's unacknowledged entries are never trimmed."""
+        keys, day_ms = Keys(self.key_prefix), 24 * 3600 * 1000
+        commands = [
+            Retention(source.stream, max_age_ms=self.commands_retention_s * 1000)
+            for source in self.sources()
+        ]
+        return [
+            *commands,
+            Retention(
+                keys.usage,
+                max_age_ms=self.usage_retention_s * 1000,
+                max_entries=self.usage_retention_entries,
+            ),
+            Retention(keys.events, max_age_ms=self.events_retention_days * day_ms),
+            Retention(keys.dead_letter, max_age_ms=self.dead_letter_retention_days * day_ms),
+        ]
 
     def sources(self) -> list[Source]:
         """Every command stream this service reads, version 1's shared one first if trusted."""

@@ -22,6 +22,8 @@ equal). Redis ACL files take no comments, so the reasons live here:
   argument (``tokens:admins``, read-only for ``token-service``).
 - Selectors tie each command to the keys it is sent to: the audit worker's data commands
   reach only the token and seen keys, never the streams it consumes.
+- ``token-service`` trims every stream to its retention (XTRIM), never past what a
+  consumer group still needs; on ``tokens:usage`` it may do nothing else.
 - ``token-service`` may PUBLISH only under ``tokens:replies:``: it answers nowhere else
   (wire contract version 2), so a forged ``reply_to`` cannot reach another channel.
 - Each registered publisher has a user ``publisher-<name>`` that may XADD only to its own
@@ -139,6 +141,10 @@ def _named_publisher(keys: Keys, name: str) -> RedisUser:
     )
 
 
+_TRIMMER = ("exists", "xinfo|groups", "xpending", "xrevrange", "xtrim")
+"""What stream retention sends (token_service.redis.retention)."""
+
+
 def _token_service(keys: Keys) -> RedisUser:
     p = keys.prefix
     commands = (
@@ -178,7 +184,11 @@ def _token_service(keys: Keys) -> RedisUser:
     return RedisUser(
         "token-service",
         "the command handler (`python -m token_service`)",
-        (Grant(commands, owned, (f"&{keys.replies_prefix}*",)),),
+        (
+            Grant((*commands, "xtrim", "xrevrange"), owned, (f"&{keys.replies_prefix}*",)),
+            # retention: it trims the usage stream below what the audit worker acknowledged
+            Grant(_TRIMMER, (f"~{keys.usage}",)),
+        ),
     )
 
 
