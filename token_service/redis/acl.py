@@ -24,9 +24,12 @@ equal). Redis ACL files take no comments, so the reasons live here:
   reach only the token and seen keys, never the streams it consumes.
 - ``token-service`` may PUBLISH on any channel: a command's ``reply_to`` is any channel
   its publisher picked (FastStream's request/reply picks a random one).
-- ``token-service`` alone may BGREWRITEAOF (and INFO, to see whether the append-only
-  file is on): a publisher may paste a token into a command, and deleting the entry
-  does not take it out of the file on disk until Redis rewrites it.
+- ``token-service`` and ``audit-worker`` may BGREWRITEAOF (and INFO, to see whether the
+  append-only file is on): a publisher may paste a token into a command, a gateway into
+  a usage report, and deleting the entry (XDEL, each on the stream it reads) does not
+  take it out of the file on disk until Redis rewrites it. Both may EXISTS the digest
+  and secret keys, read-only, to tell whether a token was really issued: only then is
+  the rewrite worth it.
 - ``publisher`` may SUBSCRIBE only to ``tokens:replies:*`` and not PSUBSCRIBE: a reply
   carries a new secret, and a pattern subscription would hear every publisher's.
 - Passwords here are the development ones, ``dev-<user>``, stored as SHA-256 hashes.
@@ -161,8 +164,10 @@ def _audit_worker(keys: Keys) -> RedisUser:
     p = keys.prefix
     # The folds run as library functions it may call but not load; every command they send
     # is checked against the grants below, each command only on the keys it needs there.
+    # BGREWRITEAOF and INFO (no keys): after deleting a usage entry that held a token.
     streams = Grant(
-        ("ping", *_GROUP_READER, *_TRANSACTIONS, "fcall"), (f"~{keys.usage}", f"~{keys.events}")
+        ("ping", *_GROUP_READER, *_TRANSACTIONS, "fcall", "bgrewriteaof", "info"),
+        (f"~{keys.usage}", f"~{keys.events}"),
     )
     return RedisUser(
         "audit-worker",
@@ -170,6 +175,9 @@ def _audit_worker(keys: Keys) -> RedisUser:
         (
             streams,
             Grant(("xadd",), (f"~{keys.dead_letter}",)),
+            # a usage entry holding a token is deleted; was the token really issued?
+            Grant(("xdel",), (f"~{keys.usage}",)),
+            Grant(("exists",), (f"%R~{p}:digest:*", f"%R~{keys.secret_prefix}*")),
             # last_used_ms in the token record (it also checks the token exists)
             Grant(("exists", "hget", "hset"), (f"~{p}:token:*",)),
             Grant(("hincrby",), (f"~{p}:token:*:daily",)),
