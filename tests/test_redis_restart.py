@@ -146,7 +146,8 @@ async def test_redis_killed_and_restarted_mid_stream_loses_and_repeats_nothing(
             reconnect_s = time.monotonic() - relaunched_at
 
             # Written after the restart: the worker must fold these too, without a restart.
-            later = {token_id: 5 for token_id in token_ids[30:60]}
+            # Tokens the stream left alone: uses of a revoked one are not folded.
+            later = {token_id: 5 for token_id in token_ids[2 * CHANGED : 2 * CHANGED + 30]}
             for token_id, count in later.items():
                 await store.xadd(keys.usage, {"data": usage_entry(token_id, now_ms, count)})
             uses |= later
