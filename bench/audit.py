@@ -97,8 +97,9 @@ class Load:
 
 def make_load(events: int, tokens: int) -> Load:
     """``events`` TokenUsed JSON payloads over ``tokens`` ids, used_at spread over days."""
-    token_ids = [str(ULID()) for _ in range(tokens)]
     start_ms = int(time.time() * 1000) - SPREAD_MS
+    # Created before their first use: the worker folds no use older than its token.
+    token_ids = [str(ULID.from_timestamp((start_ms - 60_000) / 1000)) for _ in range(tokens)]
     payloads: list[bytes] = []
     total = 0
     last: dict[str, int] = {}

@@ -97,6 +97,8 @@ class TokenUsed(EventBase):
     """A gateway accepted a token ``count`` times since its last report."""
 
     type: Literal["TokenUsed"] = "TokenUsed"
+    event_id: str = Field(default_factory=_new_event_id, min_length=1, max_length=128)
+    """Chosen by the gateway; a re-sent report keeps it, and consumers count it once."""
     token_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")
     used_at: Timestamp
     count: int = Field(ge=1, le=1_000_000_000)

@@ -164,18 +164,26 @@ async def _revoked_and_refused(
     assert gone.reason is RejectReason.UNKNOWN
 
 
-async def _use_and_audit_trail_folded(
-    operator: Redis, inspector: Redis, keys: Keys, token_id: str
-) -> None:
-    """The worker folds the gateway's use and the three events; the operator sees it all."""
+async def _use_folded(operator: Redis, keys: Keys, token_id: str) -> None:
+    """Folded while the token is active: uses reported once it is revoked are not."""
+    store = TokenStore(operator, keys, 1000)
+
+    async def used() -> bool:
+        view = await store.get(token_id)
+        return view is not None and view.last_used_at is not None
+
+    await until(used, 20, "usage folded")
+
+
+async def _audit_trail_folded(operator: Redis, inspector: Redis, keys: Keys, token_id: str) -> None:
+    """The worker folds the three events; the operator sees them with the last use."""
     store = TokenStore(operator, keys, 1000)
 
     async def folded() -> bool:
-        view = await store.get(token_id)
         trail = await inspector.lrange(keys.token_audit(token_id), 0, -1)
-        return view is not None and view.last_used_at is not None and len(trail) == 3
+        return len(trail) == 3
 
-    await until(folded, 20, "usage folded")
+    await until(folded, 20, "events folded")
     view = await store.get(token_id)
     assert view is not None
     assert view.status.value == "revoked"
@@ -213,10 +221,11 @@ async def test_every_component_does_its_work_as_its_own_user(
                 secret = await _rotated_and_only_the_new_secret_accepted(
                     client, verifier, token_id, secret
                 )
+                await _use_folded(operator, keys, token_id)
                 await _pasted_secret_scrubbed(publisher, inspector, keys, token_id, secret)
                 await _revoked_and_refused(client, verifier, token_id, secret)
                 await reporter.close()
-            await _use_and_audit_trail_folded(operator, inspector, keys, token_id)
+            await _audit_trail_folded(operator, inspector, keys, token_id)
             await _ready_and_measured_as_each_user(ports)
     except BaseException:
         print(log.read_text(errors="replace"))

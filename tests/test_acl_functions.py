@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import pytest
 from redis.exceptions import ResponseError
+from ulid import ULID
 
 from contracts import TokenUsed, utc_now
 from tests.acl_server import (
@@ -134,7 +135,8 @@ async def test_audit_worker_started_before_the_library_waits_and_loses_nothing(
     keys = acl_server.keys
     service, inspector = await connect("token-service"), await connect(INSPECTOR)
     gateway = await connect("gateway")
-    await service.hset(keys.token("01EARLY"), "status", "active")
+    early = str(ULID())  # token ids are ULIDs: the worker reads the creation time there
+    await service.hset(keys.token(early), "status", "active")
     settings = AuditSettings(
         **acl_server.access("audit-worker").access_fields(),
         key_prefix=keys.prefix,
@@ -147,20 +149,20 @@ async def test_audit_worker_started_before_the_library_waits_and_loses_nothing(
     built = build_worker(settings)
     starting = asyncio.create_task(built.app.start())
     try:
-        used = TokenUsed(token_id="01EARLY", actor="gw", used_at=utc_now(), count=3, gateway="gw")
+        used = TokenUsed(token_id=early, actor="gw", used_at=utc_now(), count=3, gateway="gw")
         await gateway.xadd(keys.usage, {"data": used.to_json()})
         await asyncio.sleep(0.5)
         assert built.health is not None
         readiness = await built.health.readiness()
         assert not readiness.ready
         assert "functions" in readiness.reason
-        assert not await inspector.hget(keys.token("01EARLY"), "last_used_ms")
+        assert not await inspector.hget(keys.token(early), "last_used_ms")
 
         await load_library(service)  # what the token service does at start-up
         await asyncio.wait_for(starting, 10)
 
         async def folded() -> bool:
-            return bool(await inspector.hget(keys.token("01EARLY"), "last_used_ms"))
+            return bool(await inspector.hget(keys.token(early), "last_used_ms"))
 
         await until(folded, 20, "usage folded")
         assert (await built.health.readiness()).ready

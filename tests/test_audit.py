@@ -78,9 +78,11 @@ async def test_last_use_moves_only_forward_and_each_event_counts_once(
     created = await client.generate("audited", ["entities:read"])
     assert created.token is not None
     token_id = created.token.id
+    await asyncio.sleep(0.01)
     now = utc_now()
     newest = _used(token_id, now, 5)
-    for data in (newest, _used(token_id, now - timedelta(minutes=5), 2), newest):
+    # An earlier use, and as early as may be: the token's creation.
+    for data in (newest, _used(token_id, created.token.created_at, 2), newest):
         await redis.xadd(keys.usage, {"data": data})
     await wait_for(lambda: _folded(redis, keys))
     await wait_for(lambda: _daily_total(redis, keys, token_id, 7))

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import aiohttp
 import pytest
 from prometheus_client import start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
+from ulid import ULID
 
 from contracts import TokenUsed, format_timestamp, from_millis
 from contracts.token_format import mint
@@ -99,23 +101,28 @@ async def _dead_letters(redis: Redis, keys: Keys, count: int) -> bool:
     return int(await redis.xlen(keys.dead_letter)) >= count
 
 
-async def test_audit_metrics_count_folds_repeats_and_the_newest_use(
+async def test_audit_metrics_count_folds_repeats_skips_and_the_newest_use(
     service: Service, client: TokenClient, redis: Redis, settings: ServiceSettings, keys: Keys
 ) -> None:
     reply = await client.generate("gw", ["entities:read"])
     assert reply.token is not None
     newest_ms = int(time.time() * 1000) - 5_000
+    # Uses older than the token are not folded: give it a twin created a minute ago.
+    record = cast(dict[Any, Any], await redis.hgetall(keys.token(reply.token.id)))
+    token_id, unknown_id = (str(ULID.from_timestamp((newest_ms - 60_000) / 1000)) for _ in "ab")
+    await redis.hset(keys.token(token_id), mapping={**record, "id": token_id})
     events = [
         TokenUsed(
             actor="gw-1",
-            token_id=reply.token.id,
+            token_id=token_id,
             used_at=from_millis(newest_ms - n * 1000),
             count=n + 1,
             gateway="gw-1",
         )
         for n in range(4)
     ]
-    for event in [*events, events[0]]:  # the last one repeats an event id
+    unknown = events[0].model_copy(update={"token_id": unknown_id, "event_id": "e-unknown"})
+    for event in [*events, events[0], unknown]:  # a repeated event id, an unknown token
         await redis.xadd(keys.usage, {"data": event.to_json()})
     audit = AuditSettings(
         redis_url=settings.redis_url,
@@ -135,6 +142,7 @@ async def test_audit_metrics_count_folds_repeats_and_the_newest_use(
         await worker.app.stop()
     assert value(samples, "tokens_usage_events_folded_total") == 4
     assert value(samples, "tokens_usage_events_repeated_total") == 1
+    assert value(samples, "tokens_usage_events_skipped_total") == 1
     assert value(samples, "tokens_audit_events_folded_total") == 1  # its TokenCreated
     age = value(samples, "tokens_newest_folded_use_age_seconds")
     assert 5 <= age < 60, format_timestamp(from_millis(newest_ms))

@@ -46,6 +46,7 @@ def _start_audit_worker(settings: ServiceSettings) -> subprocess.Popen[bytes]:
         **os.environ,
         "REDIS_URL": settings.redis_url or "",
         "TOKENS_KEY_PREFIX": settings.key_prefix,
+        "TOKENS_PREFIX": settings.token_prefix,  # usage entries holding a token are deleted
     }
     if "AUDIT_HTTP_PORT" not in env and settings.http_port == 0:
         env["AUDIT_HTTP_PORT"] = "0"  # a free port, as the service was told to take

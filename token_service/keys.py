@@ -25,7 +25,9 @@ Private keys (may change without notice)::
     {p}:token:<id>:daily       hash    day (YYYY-MM-DD) -> uses that day   (audit worker)
     (the token record gains last_used_ms, written only by the audit worker, only forward)
     {p}:token:<id>:audit       list    the token's lifecycle events, JSON  (audit worker)
-    {p}:seen:<hour>            set     event ids folded, by the hour of the event
+    {p}:token:<id>:refusals    list    the newest CommandRejected naming it, capped (worker)
+    {p}:seen:<window>          set     event ids folded, by the window of their arrival:
+                                       worker's clock ms // (AUDIT_DEDUPE_HOURS h)
 
 Pub/sub channels::
 
@@ -123,13 +125,18 @@ class Keys:
         """Uses of one token per day."""
         return f"{self.prefix}:token:{token_id}:daily"
 
+    def token_refusals(self, token_id: str) -> str:
+        """The newest refused commands that named one token (capped)."""
+        return f"{self.prefix}:token:{token_id}:refusals"
+
     def token_audit(self, token_id: str) -> str:
         """The lifecycle events of one token."""
         return f"{self.prefix}:token:{token_id}:audit"
 
-    def seen(self, hour: int) -> str:
-        """Event ids the audit worker folded, for one hour (the folds derive it in Lua)."""
-        return f"{self.prefix}:seen:{hour}"
+    def seen(self, window: int) -> str:
+        """Event ids the audit worker folded as they arrived in one dedupe window (the
+        folds derive it in Lua)."""
+        return f"{self.prefix}:seen:{window}"
 
     @property
     def replies_prefix(self) -> str:

@@ -79,17 +79,20 @@ def list_tokens(
     """List active tokens (all with --all), with who created them and when they were last used."""
     settings = base.settings()
 
-    async def work(redis: Redis) -> list[Any]:
+    async def work(redis: Redis) -> tuple[list[Any], int]:
         store = TokenStore(redis, Keys(settings.key_prefix), 1000)
         status = None if show_all else TokenStatus.ACTIVE
-        views, cursor = [], 0
+        views, cursor, skipped = [], 0, 0
         while cursor is not None:
             page = await store.list_tokens(status, cursor, 200)
             views += page.tokens
+            skipped += page.skipped
             cursor = page.next_cursor  # type: ignore[assignment]
-        return views
+        return views, skipped
 
-    views = base.run(work, settings, as_json)
+    views, skipped = base.run(work, settings, as_json)
+    if skipped:
+        typer.echo(f"warning: {skipped} token record(s) could not be shown", err=True)
     if as_json:
         base.print_json([view.model_dump(mode="json") for view in views])
         return

@@ -1,4 +1,4 @@
-"""What the audit worker counts: usage folded, repeats skipped, and how fresh the newest use is."""
+"""What the audit worker counts: uses folded, repeated or skipped; how fresh the newest use is."""
 
 from __future__ import annotations
 
@@ -25,6 +25,11 @@ class AuditMetrics:
             "TokenUsed events skipped because their event id was already folded",
             registry=registry,
         )
+        self.usage_skipped = Counter(
+            "tokens_usage_events_skipped",
+            "TokenUsed events not folded: their token is unknown, revoked or expired",
+            registry=registry,
+        )
         self.audit_folded = Counter(
             "tokens_audit_events_folded",
             "Lifecycle events added to the tokens' audit trails",
@@ -39,10 +44,11 @@ class AuditMetrics:
         self.dead_letters = dead_letters(registry)
         self._newest_ms: int | None = None
 
-    def folded_usage(self, folded: int, repeated: int, newest_used_ms: int) -> None:
+    def folded_usage(self, folded: int, repeated: int, skipped: int, newest_used_ms: int) -> None:
         """Count one fold's outcome."""
         self.usage_folded.inc(folded)
         self.usage_repeated.inc(repeated)
+        self.usage_skipped.inc(skipped)
         if folded and (self._newest_ms is None or newest_used_ms > self._newest_ms):
             self._newest_ms = newest_used_ms
 

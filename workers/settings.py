@@ -19,6 +19,10 @@ class AuditSettings(RedisAccess):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     key_prefix: str = Field(default="tokens", min_length=1, validation_alias="TOKENS_KEY_PREFIX")
+    token_prefix: str = Field(
+        default="tok", pattern=r"^[A-Za-z0-9]{1,16}$", validation_alias="TOKENS_PREFIX"
+    )
+    """The prefix of the tokens the service issues: a usage entry holding one is deleted."""
     consumer_name: str = Field(
         default_factory=default_consumer_name,
         validation_alias=AliasChoices("AUDIT_CONSUMER_NAME", "consumer_name"),
@@ -29,6 +33,12 @@ class AuditSettings(RedisAccess):
     max_deliveries: int = Field(default=5, ge=1, validation_alias="AUDIT_MAX_DELIVERIES")
     dedupe_hours: int = Field(default=1, ge=1, le=24 * 30, validation_alias="AUDIT_DEDUPE_HOURS")
     """How long event ids are remembered, so a repeat within this window counts once."""
+    usage_skew_seconds: int = Field(
+        default=300, ge=0, le=86_400, validation_alias="AUDIT_USAGE_SKEW_SECONDS"
+    )
+    """How far ahead of this worker's clock a ``TokenUsed.used_at`` may be; later ones park."""
+    refusals_kept: int = Field(default=100, ge=1, le=10_000, validation_alias="AUDIT_REFUSALS_KEPT")
+    """How many of the newest refusals naming a token its trail keeps."""
     log_level: str = Field(
         default="INFO", pattern=r"^(?i:debug|info|warning|error)$", validation_alias="LOG_LEVEL"
     )

@@ -9,7 +9,7 @@ import orjson
 from redis.asyncio import Redis
 
 from contracts import ErrorCode
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, wait_for
 from tests.streams import events_of, listening, send_raw, stream_data
 from token_service.app import Service, build_service
 from token_service.client import TokenClient
@@ -132,3 +132,39 @@ async def test_one_poisoned_entry_in_a_batch_of_fifty_harms_no_other(
     (letter,) = await stream_data(redis, keys.dead_letter)
     assert letter["reason"].startswith("internal error")
     assert len(await events_of(redis, keys.events, "TokenCreated")) == 49 + 1
+
+
+async def test_refusals_naming_a_token_keep_a_bounded_trail(
+    settings: ServiceSettings, client: TokenClient, redis: Redis, keys: Keys
+) -> None:
+    from tests.test_audit import _audit_settings
+    from workers.audit import build_worker
+
+    created = await client.generate("targeted", ["entities:read"])
+    assert created.token is not None
+    token_id = created.token.id
+    junk = {"type": "RevokeToken", "actor": "mallory", "token_id": token_id}
+    async with redis.pipeline(transaction=False) as pipe:
+        for n in range(300):
+            pipe.xadd(keys.commands, {"data": orjson.dumps({**junk, "command_id": f"j-{n}"})})
+        await pipe.execute()
+    worker = build_worker(_audit_settings(settings, "audit-refusals"))
+    await worker.app.start()
+    try:
+
+        async def all_folded() -> bool:
+            groups = await redis.xinfo_groups(keys.events)
+            audit = [g for g in groups if g["name"] == "audit"]
+            return bool(audit) and audit[0]["lag"] == 0 and audit[0]["pending"] == 0
+
+        async def all_refused() -> bool:
+            return len(await events_of(redis, keys.events, "CommandRejected")) >= 300
+
+        await wait_for(all_refused, 20)
+        await wait_for(all_folded, 20)
+    finally:
+        await worker.app.stop()
+    rejected = await events_of(redis, keys.events, "CommandRejected")
+    assert len(rejected) == 300  # every refusal is audited on the stream
+    assert await redis.llen(keys.token_audit(token_id)) == 1  # TokenCreated, nothing else
+    assert await redis.llen(keys.token_refusals(token_id)) == 100

@@ -26,4 +26,7 @@ async def sweep_expired(store: TokenStore, every_ms: int) -> None:
                 pass
         except Exception:
             _log.exception("expiry_sweep_failed")
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():  # a swallowed cancellation still ends it
+            raise asyncio.CancelledError
         await asyncio.sleep(every_ms / 1000)

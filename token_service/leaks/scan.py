@@ -6,14 +6,23 @@ escapes, or inside a FastStream envelope's body and headers.
 
 from __future__ import annotations
 
+import re
+
 from contracts.token_format import decode_json_escapes, find_tokens
 from token_service.redis.envelopes import open_envelope_raw, too_big_to_parse
 
 __all__ = ["secrets_in", "tokens_in_text"]
 
 
+_BODY_AFTER_UNDERSCORE = re.compile(rb"_[0-9A-Za-z]{38}")
+
+
 def tokens_in_text(raw: bytes) -> list[str]:
     """Tokens in ``raw`` as written and with JSON escapes decoded."""
+    # A cheap look first, as nearly every entry (each usage report) holds none: without an
+    # escape, or 38 base62 characters after an underscore, no token is in the text.
+    if b"\\u" not in raw and _BODY_AFTER_UNDERSCORE.search(raw) is None:
+        return []
     text = raw.decode("utf-8", "replace")
     # JSON escapes (``tok\\u005f…``) hide a token from a scan of the raw text, not from
     # whoever reads the entry: look at the text with them decoded too.

@@ -31,4 +31,13 @@ async def keep_streams_trimmed(redis: Redis, rules: Sequence[Retention], every_s
             else:
                 if removed:
                     _log.info("stream_trimmed", stream=rule.stream, removed=removed)
+        _stop_if_cancelled()
         await asyncio.sleep(every_s)
+
+
+def _stop_if_cancelled() -> None:
+    # A client library that swallows a cancellation mid-command would otherwise leave this
+    # loop running through the shutdown that cancelled it.
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -28,9 +28,12 @@ equal). Redis ACL files take no comments, so the reasons live here:
   (wire contract version 2), so a forged ``reply_to`` cannot reach another channel.
 - Each registered publisher has a user ``publisher-<name>`` that may XADD only to its own
   stream ``tokens:commands:<name>`` and SUBSCRIBE only to ``tokens:replies:<name>:*``.
-- ``token-service`` alone may BGREWRITEAOF (and INFO, to see whether the append-only
-  file is on): a publisher may paste a token into a command, and deleting the entry
-  does not take it out of the file on disk until Redis rewrites it.
+- ``token-service`` and ``audit-worker`` may BGREWRITEAOF (and INFO, to see whether the
+  append-only file is on): a publisher may paste a token into a command, a gateway into
+  a usage report, and deleting the entry (XDEL, each on the stream it reads) does not
+  take it out of the file on disk until Redis rewrites it. Both may EXISTS the digest
+  and secret keys, read-only, to tell whether a token was really issued: only then is
+  the rewrite worth it.
 - ``publisher`` may SUBSCRIBE only to ``tokens:replies:*`` and not PSUBSCRIBE: a reply
   carries a new secret, and a pattern subscription would hear every publisher's.
 - Passwords here are the development ones, ``dev-<user>``, stored as SHA-256 hashes.
@@ -196,8 +199,10 @@ def _audit_worker(keys: Keys) -> RedisUser:
     p = keys.prefix
     # The folds run as library functions it may call but not load; every command they send
     # is checked against the grants below, each command only on the keys it needs there.
+    # BGREWRITEAOF and INFO (no keys): after deleting a usage entry that held a token.
     streams = Grant(
-        ("ping", *_GROUP_READER, *_TRANSACTIONS, "fcall"), (f"~{keys.usage}", f"~{keys.events}")
+        ("ping", *_GROUP_READER, *_TRANSACTIONS, "fcall", "bgrewriteaof", "info"),
+        (f"~{keys.usage}", f"~{keys.events}"),
     )
     return RedisUser(
         "audit-worker",
@@ -205,10 +210,14 @@ def _audit_worker(keys: Keys) -> RedisUser:
         (
             streams,
             Grant(("xadd",), (f"~{keys.dead_letter}",)),
+            # a usage entry holding a token is deleted; was the token really issued?
+            Grant(("xdel",), (f"~{keys.usage}",)),
+            Grant(("exists",), (f"%R~{p}:digest:*", f"%R~{keys.secret_prefix}*")),
             # last_used_ms in the token record (it also checks the token exists)
             Grant(("exists", "hget", "hset"), (f"~{p}:token:*",)),
             Grant(("hincrby",), (f"~{p}:token:*:daily",)),
             Grant(("rpush",), (f"~{p}:token:*:audit",)),
+            Grant(("rpush", "ltrim"), (f"~{p}:token:*:refusals",)),
             # event ids already folded, by the hour
             Grant(("sadd", "sismember", "pexpire"), (f"~{p}:seen:*",)),
         ),

@@ -1,12 +1,13 @@
 """The read API: one token, a page of tokens, and the tokens worth a look.
 
 Reads never change state. A record that cannot be shown (a value no writer should have
-stored) is left out of a listing and counted in ``skipped``, rather than failing the
-whole listing for everyone.
+stored) is left out of a listing, logged and counted in ``skipped``, rather than failing
+the whole listing for everyone.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import cast
@@ -19,6 +20,8 @@ from token_service.redis.records import view_from_record
 
 __all__ = ["StaleReport", "TokenPage", "TokenReader"]
 
+_log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class TokenPage:
@@ -26,6 +29,8 @@ class TokenPage:
 
     tokens: list[TokenView]
     next_cursor: int | None
+    skipped: int = 0
+    """Records passed over on this page because they cannot be shown (and logged)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +59,7 @@ class TokenReader:
     ) -> TokenPage:
         """Tokens in creation order, optionally of one status, ``limit`` at a time."""
         views: list[TokenView] = []
-        position = cursor
+        position, skipped = cursor, 0
         now_ms = to_millis(utc_now())
         while True:
             ids = cast(
@@ -62,18 +67,25 @@ class TokenReader:
                 await self.redis.zrange(self.keys.index, position, position + 2 * limit),
             )
             if not ids:
-                return TokenPage(views, None)
+                return TokenPage(views, None, skipped)
             async with self.redis.pipeline(transaction=False) as pipe:
                 for token_id in ids:
                     pipe.hgetall(self.keys.token(token_id))
                 records: list[dict[str, str]] = await pipe.execute()
-            for record in records:
+            for token_id, record in zip(ids, records, strict=True):
                 position += 1
-                view = view_from_record(record, now_ms) if record else None
-                if view is not None and status in (None, view.status):
+                if not record:
+                    continue
+                try:
+                    view = view_from_record(record, now_ms)
+                except Exception as exc:  # a value no writer should have stored: this one only
+                    _log.warning("token record %s cannot be shown: %r", token_id, exc)
+                    skipped += 1
+                    continue
+                if status in (None, view.status):
                     views.append(view)
                     if len(views) == limit:
-                        return TokenPage(views, position)
+                        return TokenPage(views, position, skipped)
 
     async def stale(self, unused_days: int = 90, expiring_days: int = 14) -> StaleReport:
         """Active tokens never used, unused for ``unused_days``, or expiring soon."""

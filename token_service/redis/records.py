@@ -41,8 +41,18 @@ def new_record(
 
 
 def _last_used(record: Mapping[str, str]) -> str | None:
-    millis = record.get("last_used_ms")  # written by the audit worker
-    return None if millis is None else format_timestamp(from_millis(int(millis)))
+    """The last use, or ``None`` when there is none or what is stored cannot be one.
+
+    Written by the audit worker from what gateways report: should a bad value ever be
+    stored, the token shows no last use rather than becoming unreadable everywhere.
+    """
+    millis = record.get("last_used_ms")
+    if millis is None or not millis.isascii() or not millis.isdigit():
+        return None
+    try:
+        return format_timestamp(from_millis(int(millis)))
+    except (OverflowError, ValueError):  # past the year 9999
+        return None
 
 
 def view_from_record(record: Mapping[str, str], now_ms: int | None = None) -> TokenView:
