@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from ulid import ULID
 
 from contracts._time import Timestamp, utc_now
@@ -103,6 +103,26 @@ class TokenUsed(EventBase):
     used_at: Timestamp
     count: int = Field(ge=1, le=1_000_000_000)
     gateway: str = Field(min_length=1, max_length=256)
+    reporter: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_.:-]+$"
+    )
+    """Optional: one reporting instance of the gateway (a process, from its start).
+    With ``sequence``, repeats are recognized per reporter by a sliding window."""
+    sequence: int | None = Field(default=None, ge=1, le=2**46)
+    """Optional, with ``reporter``: 1 for the reporter's first report, then one more for
+    each new report; a re-sent report keeps its number."""
+
+    @model_validator(mode="after")
+    def _reporter_and_sequence_together(self) -> TokenUsed:
+        if (self.reporter is None) != (self.sequence is None):
+            raise ValueError("reporter and sequence go together")
+        return self
+
+    def to_json(self) -> bytes:
+        """The wire form; ``reporter`` and ``sequence`` only when given (version 1 shape)."""
+        if self.reporter is None:
+            return self.model_dump_json(exclude={"reporter", "sequence"}).encode()
+        return self.model_dump_json().encode()
 
 
 Event = Annotated[

@@ -44,6 +44,10 @@ __all__ = ["EVENTS_GROUP", "USAGE_GROUP", "AuditWorker"]
 USAGE_GROUP = "audit-usage"
 EVENTS_GROUP = "audit"
 _log = structlog.get_logger("workers.audit")
+REPORTER_WINDOW = 65_536
+"""Sequences remembered per reporter (8 KiB of bits): a report re-sent or redelivered
+within this many newer reports of its reporter is recognized; an older one is taken for
+a repeat."""
 _MISSING_LIBRARY_WAIT_S = 30.0
 """How long a fold waits for a lost library before giving up; its entries stay pending."""
 
@@ -129,6 +133,7 @@ class AuditWorker:
         args: list[str | int] = [self.keys.prefix, batch.now_ms, *self._window(batch.now_ms)]
         args += [self.keys.usage, USAGE_GROUP]
         args += [orjson.dumps(batch.folds).decode(), orjson.dumps(batch.acks).decode()]
+        args.append(REPORTER_WINDOW)
         folded, repeated, skipped = (int(n) for n in await self._fold("audit_fold_usage", args))
         self.metrics.folded_usage(folded, repeated, skipped + batch.skipped, batch.newest_ms)
 

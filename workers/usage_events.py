@@ -30,13 +30,16 @@ __all__ = ["HOUR_MS", "SKIP", "Fold", "Skip", "Use", "judge", "read_usage"]
 
 HOUR_MS = 3_600_000
 _DAY_MS = 24 * HOUR_MS
-_FIELDS = frozenset(TokenUsed.model_fields)
+_SEQUENCED = frozenset(TokenUsed.model_fields)
+_FIELDS = _SEQUENCED - {"reporter", "sequence"}
+_REPORTER = re.compile(r"[0-9A-Za-z_.:-]{1,64}")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 _TOKEN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 _MAX_EVENT_ID = 128
 
 Fold = list[str]
-"""[event id, token id, used_at ms, count, day], as the fold function takes it."""
+"""[event id, token id, used_at ms, count, day, reporter, sequence], as the fold function
+takes it (reporter and sequence empty when the gateway sent none)."""
 
 
 class Use(NamedTuple):
@@ -46,6 +49,8 @@ class Use(NamedTuple):
     token_id: str
     used_ms: int
     uses: int
+    reporter: str = ""
+    sequence: int = 0
 
 
 class Skip:
@@ -69,8 +74,21 @@ def _created_ms(token_id: str) -> int | None:
         return None
 
 
+def _sequenced(body: dict[str, object]) -> tuple[str, int] | None:
+    reporter, sequence = body["reporter"], body["sequence"]
+    if type(reporter) is not str or not _REPORTER.fullmatch(reporter):
+        return None
+    if type(sequence) is not int or not 1 <= sequence <= 2**46:
+        return None
+    return reporter, sequence
+
+
 def _canonical(body: object) -> Use | None:
-    if type(body) is not dict or body.keys() != _FIELDS:
+    if type(body) is not dict:
+        return None
+    keys = body.keys()
+    sequenced = _sequenced(body) if keys == _SEQUENCED else ("", 0)
+    if sequenced is None or (keys != _FIELDS and keys != _SEQUENCED):
         return None
     count, used_at, event_id = body["count"], body["used_at"], body["event_id"]
     gateway, token_id, occurred_at = body["gateway"], body["token_id"], body["occurred_at"]
@@ -99,7 +117,7 @@ def _canonical(body: object) -> Use | None:
         datetime.fromisoformat(occurred_at)
     except ValueError:  # a date that does not exist, such as February 30
         return None
-    return Use(event_id, token_id, used_ms, count)
+    return Use(event_id, token_id, used_ms, count, *sequenced)
 
 
 def read_usage(raw: bytes) -> Use | str:
@@ -116,7 +134,14 @@ def read_usage(raw: bytes) -> Use | str:
         first = exc.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "data"
         return f"not a valid event: {where}: {first['msg']}"[:300]
-    return Use(event.event_id, event.token_id, to_millis(event.used_at), event.count)
+    return Use(
+        event.event_id,
+        event.token_id,
+        to_millis(event.used_at),
+        event.count,
+        event.reporter or "",
+        event.sequence or 0,
+    )
 
 
 def judge(use: Use, now_ms: int, skew_ms: int) -> Fold | Skip | str:
@@ -129,4 +154,13 @@ def judge(use: Use, now_ms: int, skew_ms: int) -> Fold | Skip | str:
     if use.used_ms < created_ms:
         return "used_at is before the token was created"
     day = _day(use.used_ms // _DAY_MS)
-    return [use.event_id, use.token_id, str(use.used_ms), str(use.uses), day]
+    sequence = str(use.sequence) if use.reporter else ""
+    return [
+        use.event_id,
+        use.token_id,
+        str(use.used_ms),
+        str(use.uses),
+        day,
+        use.reporter,
+        sequence,
+    ]

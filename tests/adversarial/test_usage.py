@@ -11,28 +11,22 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 
 import orjson
 import pytest
-from pydantic import SecretStr
 from redis.asyncio import Redis
 from ulid import ULID
 
 from contracts import TokenStatus, TokenUsed, format_timestamp, to_millis, utc_now
-from contracts.token_format import mint
-from tests.conftest import ADMIN, wait_for
-from tests.leaks import aof_settled, tokens_in_files, tokens_in_redis
+from tests.conftest import wait_for
 from tests.streams import stream_data
-from token_service.app import Service, build_service
+from token_service.app import Service
 from token_service.client import TokenClient
 from token_service.keys import Keys
-from token_service.redis.acl import dev_password, password_hash, render
-from token_service.redis.connection import RedisAccess, redis_client
-from token_service.redis.embedded import EmbeddedRedis
+from token_service.redis.connection import RedisAccess
 from token_service.redis.library import call
 from token_service.settings import ServiceSettings
 from workers.audit import EVENTS_GROUP, USAGE_GROUP, Worker, build_worker
@@ -348,109 +342,3 @@ async def test_a_listing_skips_a_record_it_cannot_show_and_counts_it(
 
 
 # 6. a token in a usage entry is deleted, and the file rewritten when it was real
-
-_INSPECTOR = "usage-inspector"
-_HANDSHAKE = ("client|setinfo", "client|maint_notifications")
-
-
-@pytest.fixture
-def acl_aof_server(tmp_path: Path) -> Iterator[tuple[EmbeddedRedis, Keys]]:
-    """A redis-server of its own enforcing our ACL file, with the append-only file on."""
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    acl_file = tmp_path / "users.acl"
-    inspector = (
-        f"user {_INSPECTOR} on #{password_hash('inspect')} resetkeys resetchannels -@all"
-        " +@read +scan +info +acl|log %R~*\n"
-    )
-    acl_file.write_text(render(prefix) + inspector)
-    server = EmbeddedRedis.start(
-        appendonly=True, appendfsync="everysec", extra_args=("--aclfile", str(acl_file))
-    )
-    assert server.kind == "redis-server"
-    yield server, Keys(prefix)
-    server.stop()
-
-
-def _as(server: EmbeddedRedis, user: str) -> RedisAccess:
-    password = "inspect" if user == _INSPECTOR else dev_password(user)
-    return RedisAccess(
-        redis_url=server.url, redis_username=user, redis_password=SecretStr(password)
-    )
-
-
-async def _rewrites(inspector: Redis) -> int:
-    info = await inspector.info("persistence")
-    busy = int(info["aof_rewrite_in_progress"]) + int(info["aof_rewrite_scheduled"])
-    return int(info["aof_rewrites"]) + busy
-
-
-async def _report(gateway: Redis, inspector: Redis, keys: Keys, token_id: str) -> None:
-    """XADD one report as the gateway; wait until it is dead-lettered and deleted."""
-    used = TokenUsed(token_id=token_id, actor="gw", used_at=utc_now(), count=1, gateway="gw")
-    letters = await inspector.xlen(keys.dead_letter)
-    await gateway.xadd(keys.usage, {"data": used.to_json()})
-
-    async def gone() -> bool:
-        if await inspector.xlen(keys.dead_letter) == letters:
-            return False
-        pending = int((await inspector.xpending(keys.usage, USAGE_GROUP))["pending"])
-        return pending == 0 and await inspector.xlen(keys.usage) == 0
-
-    await wait_for(gone)
-
-
-async def test_a_usage_entry_holding_a_token_is_deleted_and_the_file_rewritten_if_real(
-    acl_aof_server: tuple[EmbeddedRedis, Keys], captured_logs: Any
-) -> None:
-    server, keys = acl_aof_server
-    service = build_service(
-        ServiceSettings(
-            **_as(server, "token-service").access_fields(),
-            key_prefix=keys.prefix,
-            admins=[ADMIN],
-            resources=["entities"],
-            http_port=None,
-            poll_ms=20,
-        )
-    )
-    worker = build_worker(_audit_settings(_as(server, "audit-worker"), keys.prefix))
-    gateway, publisher, inspector = (
-        redis_client(_as(server, user), decode_responses=True)
-        for user in ("gateway", "publisher", _INSPECTOR)
-    )
-    await service.app.start()
-    await worker.app.start()
-    try:
-        async with TokenClient(publisher, actor=ADMIN, key_prefix=keys.prefix, timeout=10) as c:
-            created = await c.generate("leaky", ["entities:read"])
-        assert created.secret is not None
-        before = await _rewrites(inspector)
-        # Checksum-valid but never issued: deleted, and no rewrite asked for it.
-        await _report(gateway, inspector, keys, mint())
-        scrubber = worker.worker.scrubber
-        await asyncio.sleep(0.3)  # what it would have asked for, it has by now
-        assert scrubber.idle
-        assert await _rewrites(inspector) == before
-        # A gateway reports the token it was shown as token_id.
-        await _report(gateway, inspector, keys, created.secret)
-
-        async def rewritten() -> bool:
-            return scrubber.rewrites == 1 and scrubber.idle and await aof_settled(inspector)
-
-        await wait_for(rewritten, limit_s=10)
-        assert await _rewrites(inspector) == before + 1
-    finally:
-        await worker.app.stop()
-        await service.app.stop()
-        await service.store.redis.aclose()
-
-    letters = await stream_data(inspector, keys.dead_letter)
-    assert [letter["reason"] for letter in letters] == ["the entry holds an API token"] * 2
-    assert letters[1]["fields"]["data"].count("tok_") == 1  # there, masked
-    url = f"redis://{_INSPECTOR}:inspect@127.0.0.1:{server.port}/0"
-    assert await tokens_in_redis(url) == []
-    assert tokens_in_files((server.directory / "appendonlydir").iterdir()) == []
-    refused = [e for e in await inspector.acl_log() if e.get("object") not in _HANDSHAKE]
-    assert refused == []
-    for client in (gateway, publisher, inspector):
-        await client.aclose()

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from ulid import ULID
 
 from contracts import TokenUsed, from_millis
 from token_service.keys import Keys
@@ -56,6 +58,10 @@ class UsageReporter:
         self.dropped_reports = 0  # unsent reports beyond max_tokens while Redis was away
         self._tallies: dict[str, _Tally] = {}
         self._unsent: list[bytes] = []
+        self.reporter = str(ULID())
+        """This reporter, from its start; with a sequence per report, the audit worker
+        recognizes a re-sent report by a window per reporter rather than by event id."""
+        self._sequence = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -96,6 +102,8 @@ class UsageReporter:
                 used_at=from_millis(tally.last_ms),
                 count=tally.count,
                 gateway=self.gateway,
+                reporter=self.reporter,
+                sequence=next(self._sequence),
             ).to_json()
             for token_id, tally in tallies.items()
         ]
