@@ -27,6 +27,11 @@ equal). Redis ACL files take no comments, so the reasons live here:
 - ``token-service`` alone may BGREWRITEAOF (and INFO, to see whether the append-only
   file is on): a publisher may paste a token into a command, and deleting the entry
   does not take it out of the file on disk until Redis rewrites it.
+- ``gateway`` may CLIENT TRACKING, for the ``Verifier``'s verdict cache. Redis 7.0 does
+  not hold a broadcast prefix to the user's key patterns: a gateway could track any
+  prefix and so learn the *names* (never the values) of keys written under it, such as
+  token ids, token names and command ids. Later Redis versions filter the names by the
+  ACL (redis/redis#15371).
 - ``publisher`` may SUBSCRIBE only to ``tokens:replies:*`` and not PSUBSCRIBE: a reply
   carries a new secret, and a pattern subscription would hear every publisher's.
 - Passwords here are the development ones, ``dev-<user>``, stored as SHA-256 hashes.
@@ -186,8 +191,14 @@ def _gateway(keys: Keys) -> RedisUser:
         "gateways: `Verifier` and `UsageReporter`",
         (
             # Plain reads only, pipelined: a user who may run scripts may also run one
-            # that never ends, and Redis answers nobody else until it does.
-            Grant(("ping", "hgetall", "hmget", *_TRANSACTIONS), (f"%R~{keys.secret_prefix}*",)),
+            # that never ends, and Redis answers nobody else until it does. PTTL and
+            # CLIENT TRACKING are the verdict cache's (a key's end, and Redis' word on
+            # every change): invalidations come as RESP3 pushes on the tracking
+            # connection itself, so neither CLIENT ID nor SUBSCRIBE is needed.
+            Grant(
+                ("ping", "hgetall", "hmget", "pttl", "client|tracking", *_TRANSACTIONS),
+                (f"%R~{keys.secret_prefix}*",),
+            ),
             Grant(("xadd",), (f"~{keys.usage}",)),
         ),
     )
