@@ -89,7 +89,7 @@ class Lookups:
             except NoPermissionError as exc:
                 if cache is not None:
                     # Without a key's TTL an entry could outlive a rotated-out secret.
-                    _log.warning("verdict cache off: the Redis user may not read TTLs: %s", exc)
+                    _log.warning("verdict cache off: HMGET or PTTL was refused: %s", exc)
                     cache.disable()
                     self._cache = None
                     return await self._call(keys)

@@ -65,6 +65,7 @@ class Tracking:
         self._task: asyncio.Task[None] | None = None
         self._connection: AbstractConnection | None = None
         self._live = asyncio.Event()
+        self._closed = False
         self.connections = 0
         """How many times tracking was set up (1 unless it was lost and came back)."""
 
@@ -75,7 +76,7 @@ class Tracking:
 
     def start(self) -> None:
         """Set tracking up in the background, and keep it up until :meth:`close`."""
-        if self._task is None:
+        if self._task is None and not self._closed:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="tracking")
 
     async def wait_live(self, timeout_s: float) -> bool:
@@ -87,7 +88,8 @@ class Tracking:
         return self._cache.live
 
     async def close(self) -> None:
-        """Stop tracking and close the connection; the cache is emptied."""
+        """Stop tracking for good and close the connection; the cache is emptied."""
+        self._closed = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -113,8 +115,8 @@ class Tracking:
                 failures += 1
                 if failures == 1:  # once per outage, not once per attempt
                     _log.warning(
-                        "verdict cache: tracking lost (%s: %s); the cache is emptied and "
-                        "bypassed until tracking is back",
+                        "verdict cache: no tracking (%s: %s); the cache is emptied and "
+                        "every check goes to Redis until tracking is back",
                         type(exc).__name__,
                         exc,
                     )

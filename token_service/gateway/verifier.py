@@ -140,7 +140,7 @@ class Verifier:
         return await self._tracking.wait_live(timeout_s)
 
     async def close(self) -> None:
-        """Stop the cache's tracking and close its connection; nothing to do without one."""
+        """End caching for good and close the tracking connection; checks still work."""
         if self._tracking is not None:
             await self._tracking.close()
 
