@@ -48,8 +48,8 @@ async def test_caching_is_off_by_default_and_opens_no_tracking_connection(
 
 
 async def test_a_cached_check_does_not_reach_redis(redis: Redis, keys: Keys) -> None:
+    token = await store_token(redis, keys)  # before tracking: its write is no invalidation
     verifier = await cached_verifier(redis, keys)
-    token = await store_token(redis, keys)
     assert isinstance(await verifier.verify(token, SCOPE), Accepted)
     before = await reads(redis)
     for _ in range(200):
@@ -62,6 +62,12 @@ async def test_a_cached_check_does_not_reach_redis(redis: Redis, keys: Keys) -> 
     assert isinstance(verdict, Rejected)
     assert verdict.reason is RejectReason.INSUFFICIENT_SCOPE
     await verifier.close()
+    assert await tracking_client_ids(redis) == []
+    # Closed for good: checks go on, uncached, and no tracking comes back.
+    before = await reads(redis)
+    assert isinstance(await verifier.verify(token, SCOPE), Accepted)
+    assert await reads(redis) == before + 1
+    assert not await verifier.start(0.2)
     assert await tracking_client_ids(redis) == []
 
 

@@ -76,10 +76,10 @@ async def login(acl_server: EmbeddedRedis) -> AsyncIterator[Any]:
 async def test_the_gateway_user_runs_the_verdict_cache(login: Any, prefix: str) -> None:
     keys = Keys(prefix)
     service, gateway, inspector = login("token-service"), login("gateway"), login(INSPECTOR)
+    token = await store_token(service, keys)  # before tracking: its write is no invalidation
     verifier = Verifier(gateway, key_prefix=prefix, cache=FAST)
     assert await verifier.start()
     assert verifier.cache is not None
-    token = await store_token(service, keys)
     assert isinstance(await verifier.verify(token, SCOPE), Accepted)
     assert isinstance(await verifier.verify(token, SCOPE), Accepted)
     assert verifier.cache.hits == 1

@@ -53,8 +53,9 @@ def _live(verifier: Verifier) -> bool:
 async def test_a_killed_tracking_connection_bypasses_the_cache_until_tracking_is_back(
     own_redis: Redis,
 ) -> None:
+    token = await store_token(own_redis, KEYS)  # before tracking: its write is no invalidation
+    other = await store_token(own_redis, KEYS)
     verifier = await cached_verifier(own_redis, KEYS)
-    token = await store_token(own_redis, KEYS)
     assert isinstance(await verifier.verify(token, SCOPE), Accepted)
     [tracking] = await tracking_client_ids(own_redis)
     await own_redis.client_kill_filter(_id=str(tracking))
@@ -71,7 +72,6 @@ async def test_a_killed_tracking_connection_bypasses_the_cache_until_tracking_is
     await eventually(lambda: _live(verifier))
     assert len(await tracking_client_ids(own_redis)) == 1
     assert verifier.cache.losses == 1
-    other = await store_token(own_redis, KEYS)
     assert isinstance(await verifier.verify(other, SCOPE), Accepted)
     before = await reads(own_redis)
     assert isinstance(await verifier.verify(other, SCOPE), Accepted)
@@ -84,8 +84,8 @@ async def test_a_killed_tracking_connection_bypasses_the_cache_until_tracking_is
 async def test_a_redis_restart_empties_the_cache(
     own_server: EmbeddedRedis, own_redis: Redis
 ) -> None:
+    token = await store_token(own_redis, KEYS)  # before tracking: its write is no invalidation
     verifier = await cached_verifier(own_redis, KEYS)
-    token = await store_token(own_redis, KEYS)
     assert isinstance(await verifier.verify(token, SCOPE), Accepted)
     own_server.kill()
     await eventually(lambda: not _live(verifier))
@@ -98,9 +98,9 @@ async def test_a_redis_restart_empties_the_cache(
 
 @pytest.mark.parametrize("flush", ["FLUSHALL", "FLUSHDB"])
 async def test_a_flush_empties_the_cache(own_redis: Redis, flush: str) -> None:
+    token = await store_token(own_redis, KEYS)  # before tracking: its write is no invalidation
     verifier = await cached_verifier(own_redis, KEYS)
     assert verifier.cache is not None
-    token = await store_token(own_redis, KEYS)
     assert isinstance(await verifier.verify(token, SCOPE), Accepted)
     assert len(verifier.cache) == 1
     await (own_redis.flushall() if flush == "FLUSHALL" else own_redis.flushdb())
@@ -115,8 +115,8 @@ async def test_a_silent_redis_is_noticed_by_the_heartbeat(
     own_server: EmbeddedRedis, own_redis: Redis
 ) -> None:
     """A frozen Redis closes no connection: only the unanswered PING tells."""
+    token = await store_token(own_redis, KEYS)  # before tracking: its write is no invalidation
     verifier = await cached_verifier(own_redis, KEYS, CacheOptions(heartbeat_s=0.1))
-    token = await store_token(own_redis, KEYS)
     assert isinstance(await verifier.verify(token, SCOPE), Accepted)
     own_server.pause()
     try:
@@ -136,9 +136,9 @@ async def test_a_silent_redis_is_noticed_by_the_heartbeat(
 async def test_a_read_in_flight_when_its_key_changes_is_not_kept(
     own_redis: Redis, monkeypatch: pytest.MonkeyPatch, write: str
 ) -> None:
+    token = await store_token(own_redis, KEYS)  # before tracking: its write is no invalidation
     verifier = await cached_verifier(own_redis, KEYS)
     assert verifier.cache is not None
-    token = await store_token(own_redis, KEYS)
     lookups: Any = verifier._lookups
     send = lookups._send
     answered, go_on = asyncio.Event(), asyncio.Event()
@@ -176,9 +176,9 @@ async def test_a_read_in_flight_when_its_key_changes_is_not_kept(
 async def test_the_maximum_entry_age_bounds_staleness_when_invalidations_are_lost(
     own_redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    token = await store_token(own_redis, KEYS)  # before tracking: its write is no invalidation
     verifier = await cached_verifier(own_redis, KEYS, CacheOptions(max_age_s=0.3))
     assert verifier.cache is not None
-    token = await store_token(own_redis, KEYS)
     assert isinstance(await verifier.verify(token, SCOPE), Accepted)
     # Everything else fails: the invalidations never reach the cache.
     monkeypatch.setattr(verifier.cache, "invalidate", lambda keys: None)
