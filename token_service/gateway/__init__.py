@@ -5,7 +5,16 @@ and logs through the standard :mod:`logging` module, so the host application dec
 where its lines go.
 """
 
+from token_service.gateway.cache import CacheOptions
 from token_service.gateway.usage import UsageReporter
 from token_service.gateway.verifier import Accepted, Rejected, RejectReason, Verdict, Verifier
 
-__all__ = ["Accepted", "RejectReason", "Rejected", "UsageReporter", "Verdict", "Verifier"]
+__all__ = [
+    "Accepted",
+    "CacheOptions",
+    "RejectReason",
+    "Rejected",
+    "UsageReporter",
+    "Verdict",
+    "Verifier",
+]

@@ -2,30 +2,33 @@
 
 A check costs one Redis round trip (a read of ``tokens:secret:<sha256>``), and none at all
 for a string that fails the token format's checksum. Concurrent checks issued in the
-same event-loop turn share one pipeline, so a busy gateway pays one round trip per
-turn rather than one per check, and a revocation is still seen by the very next check:
-nothing is cached. When Redis cannot be reached the answer is ``unavailable``: the
-verifier fails closed, never open.
+same event-loop turn share one pipeline (:mod:`token_service.gateway.lookups`), so a busy
+gateway pays one round trip per turn rather than one per check. By default nothing is
+cached, and a revocation is seen by the very next check; with a verdict cache
+(:class:`~token_service.gateway.cache.CacheOptions`) a check of a key read before costs
+no round trip, and Redis reports every change to the secret keys so that the cache
+forgets it. When Redis cannot be reached the answer is ``unavailable``: the verifier
+fails closed, never open.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import math
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from redis.exceptions import NoPermissionError
 
 from contracts.scopes import grants
-from contracts.token_format import DEFAULT_PREFIX, is_well_formed, secret_digest
-from token_service.gateway.metrics import VerifierMetrics
+from contracts.token_format import DEFAULT_PREFIX, MAX_TOKEN_BODY, is_well_formed, secret_digest
+from token_service.gateway.cache import MISS, CacheOptions, Found, SecretCache
+from token_service.gateway.lookups import Lookups
+from token_service.gateway.metrics import CacheMetrics, VerifierMetrics
+from token_service.gateway.tracking import Tracking
 from token_service.gateway.usage import UsageReporter
 from token_service.keys import Keys
 
@@ -63,109 +66,7 @@ class Rejected:
 Verdict = Accepted | Rejected
 
 
-_Found = tuple[str, str, str | None]
-"""A secret's token_id, scopes and expires_at, as the lookup hash holds them."""
-_FIELDS = ("token_id", "scopes", "expires_at")
-_MAX_KEYS_PER_CALL = 500
-
-
-def _field(fields: dict[Any, Any], name: str) -> Any:
-    return fields.get(name, fields.get(name.encode()))
-
-
-def _text(value: Any) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-class _Lookups:
-    """Coalesces the lookups of one event-loop turn into one round trip.
-
-    A turn's reads go out as one non-transactional pipeline of HMGETs of the same
-    ``tokens:secret:<sha256>`` hashes a gateway in any language reads with HGETALL:
-    one round trip for the lot, and plain read commands only, so the gateway's Redis
-    user needs no right to run scripts.
-    """
-
-    def __init__(self, redis: Redis, timeout_s: float) -> None:
-        self._redis = redis
-        self._timeout_s = timeout_s
-        self._hmget_allowed = True
-        self._waiting: dict[str, list[asyncio.Future[_Found | None]]] = {}
-        self._running: set[asyncio.Task[None]] = set()
-
-    def fetch(self, key: str) -> asyncio.Future[_Found | None]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[_Found | None] = loop.create_future()
-        if not self._waiting:
-            loop.call_soon(self._flush)
-        self._waiting.setdefault(key, []).append(future)
-        return future
-
-    def _flush(self) -> None:
-        batch, self._waiting = self._waiting, {}
-        task = asyncio.get_running_loop().create_task(self._run(batch))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-
-    async def _call(self, keys: list[str]) -> list[list[Any]]:
-        if self._hmget_allowed:
-            try:
-                return await self._hmget_all(keys)
-            except NoPermissionError:
-                # A gateway user allowed only HGETALL (as the contract names it) gets the
-                # same answers from whole hashes, from now on.
-                self._hmget_allowed = False
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hgetall(key)
-            hashes: list[dict[Any, Any]] = await pipe.execute()
-        return [[_field(fields, name) for name in _FIELDS] for fields in hashes]
-
-    async def _hmget_all(self, keys: list[str]) -> list[list[Any]]:
-        # What a non-transactional pipeline sends, without its per-command bookkeeping and
-        # per-reply timer, which cost more than the reads themselves at many checks per
-        # turn (measured: `python -m bench.verify`). The turn's one deadline is in `_run`.
-        pool = self._redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            packed = connection.pack_commands([("HMGET", key, *_FIELDS) for key in keys])
-            await connection.send_packed_command(packed, check_health=False)
-            replies = [await connection.read_response(timeout=math.inf) for _ in keys]
-        except BaseException:
-            # Replies may be left unread on the socket: it must not serve anyone else.
-            await connection.disconnect()
-            raise
-        finally:
-            await pool.release(connection)
-        return cast(list[list[Any]], replies)
-
-    async def _run(self, batch: dict[str, list[asyncio.Future[_Found | None]]]) -> None:
-        keys = list(batch)
-        try:
-            found: dict[str, _Found | None] = {}
-            # One deadline for the whole turn: a stalled Redis fails every check in time.
-            async with asyncio.timeout(self._timeout_s):
-                for start in range(0, len(keys), _MAX_KEYS_PER_CALL):
-                    chunk = keys[start : start + _MAX_KEYS_PER_CALL]
-                    replies = await self._call(chunk)
-                    for key, (token_id, scopes, expires) in zip(chunk, replies, strict=True):
-                        found[key] = (
-                            None
-                            if token_id is None
-                            else (_text(token_id) or "", _text(scopes) or "", _text(expires))
-                        )
-        except BaseException as exc:  # every waiter must hear of it, or it would wait forever
-            for futures in batch.values():
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        for key, futures in batch.items():
-            for future in futures:
-                if not future.done():
-                    future.set_result(found.get(key))
+_sha256 = hashlib.sha256
 
 
 def _now_ms() -> int:
@@ -189,7 +90,13 @@ def _scope_error(scope: object) -> TypeError | ValueError:
 
 
 class Verifier:
-    """Checks presented tokens for a gateway; one instance per process, shared by all requests."""
+    """Checks presented tokens for a gateway; one instance per process, shared by all requests.
+
+    With ``cache`` (off by default), what each read found is kept while Redis tracks the
+    secret keys for this process (see :mod:`token_service.gateway.cache`); call
+    :meth:`start` to have tracking up before the first check (it starts by itself
+    otherwise) and :meth:`close` on shutdown.
+    """
 
     def __init__(
         self,
@@ -201,6 +108,7 @@ class Verifier:
         clock_ms: Callable[[], int] | None = None,
         timeout_s: float = 1.0,
         registry: CollectorRegistry | None = None,
+        cache: CacheOptions | None = None,
     ) -> None:
         self.keys = Keys(key_prefix)
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -210,9 +118,34 @@ class Verifier:
         )
         self.token_prefix = token_prefix
         self.reporter = reporter
-        self._lookups = _Lookups(redis, timeout_s)
         self._clock_ms = clock_ms or _now_ms
         self._secret_prefix = self.keys.secret_prefix
+        self._token_length = len(token_prefix) + MAX_TOKEN_BODY
+        self.cache: SecretCache | None = None
+        """The verdict cache, when asked for: its counters and whether it serves (``live``)."""
+        self._tracking: Tracking | None = None
+        if cache is not None:
+            self.cache = SecretCache(cache)
+            self._tracking = Tracking(
+                redis, self._secret_prefix, self.cache, heartbeat_s=cache.heartbeat_s
+            )
+            CacheMetrics(self.registry, self.cache)
+        self._lookups = Lookups(redis, timeout_s, self._clock_ms, self.cache)
+
+    async def start(self, timeout_s: float = 5.0) -> bool:
+        """Set the cache's tracking up, waiting up to ``timeout_s``; whether the cache serves.
+
+        Without a cache there is nothing to start, and the answer is ``False``. Checks are
+        right either way: until tracking is up they all go to Redis.
+        """
+        if self._tracking is None:
+            return False
+        return await self._tracking.wait_live(timeout_s)
+
+    async def close(self) -> None:
+        """End caching for good and close the tracking connection; checks still work."""
+        if self._tracking is not None:
+            await self._tracking.close()
 
     async def verify(self, token: object, scope: str) -> Verdict:
         """Accept ``token`` for ``scope``, or say why not; never raises for a bad token.
@@ -233,22 +166,49 @@ class Verifier:
         return verdict
 
     async def _verify(self, token: object, scope: str) -> Verdict:
-        if not isinstance(token, str) or not is_well_formed(token, self.token_prefix):
+        # The length first: a 32 MB header is refused before anything reads all of it.
+        if not isinstance(token, str) or len(token) != self._token_length:
+            return Rejected(RejectReason.MALFORMED)
+        key = None
+        cache = self.cache
+        if cache is not None:
+            if cache.live:
+                # secret_digest, inlined: a hit costs little else.
+                key = self._secret_prefix + _sha256(token.encode()).hexdigest()
+                found = cache.get(key)
+                if found is not MISS:
+                    # Only a well-formed token's key is ever stored: no need to check again.
+                    return self._judge(found, scope)  # type: ignore[arg-type]
+            else:
+                self._bypass(cache)
+        if not is_well_formed(token, self.token_prefix):
             return Rejected(RejectReason.MALFORMED)
         try:
-            found = await self._lookups.fetch(self._secret_prefix + secret_digest(token))
+            found = await self._lookups.fetch(key or self._secret_prefix + secret_digest(token))
         except Exception:  # Redis away, stalled or answering nonsense: fail closed
             return Rejected(RejectReason.UNAVAILABLE)
+        return self._judge(found, scope)
+
+    def _bypass(self, cache: SecretCache) -> None:
+        cache.bypassed += 1
+        if self._tracking is not None and not self._tracking.started:
+            self._tracking.start()
+
+    def _judge(self, found: Found | None, scope: str) -> Verdict:
         if found is None:
             return Rejected(RejectReason.UNKNOWN)
-        token_id, scope_list, expires = found
-        now_ms = self._clock_ms()
-        # Redis drops an expired key on its own, but not to the millisecond: the clock rules.
-        if expires and (not expires.isdigit() or int(expires) <= now_ms):
-            return Rejected(RejectReason.EXPIRED, token_id)
+        token_id, scope_list, expires, gone_ms = found
+        if expires or gone_ms is not None:
+            now_ms = self._clock_ms()
+            # Redis drops an expired key on its own, but not to the millisecond: the clock
+            # rules.
+            if expires and (not expires.isdigit() or int(expires) <= now_ms):
+                return Rejected(RejectReason.EXPIRED, token_id)
+            if gone_ms is not None and gone_ms <= now_ms:  # a kept read of a key Redis dropped
+                return Rejected(RejectReason.UNKNOWN)
         scopes, granted = _decide(scope_list, scope)
         if not granted:
             return Rejected(RejectReason.INSUFFICIENT_SCOPE, token_id)
         if self.reporter is not None:
-            self.reporter.record(token_id, now_ms)
+            self.reporter.record(token_id, self._clock_ms())
         return Accepted(token_id, scopes)

@@ -34,6 +34,11 @@ equal). Redis ACL files take no comments, so the reasons live here:
   take it out of the file on disk until Redis rewrites it. Both may EXISTS the digest
   and secret keys, read-only, to tell whether a token was really issued: only then is
   the rewrite worth it.
+- ``gateway`` may CLIENT TRACKING, for the ``Verifier``'s verdict cache. Redis 7.0 does
+  not hold a broadcast prefix to the user's key patterns: a gateway could track any
+  prefix and so learn the *names* (never the values) of keys written under it, such as
+  token ids, token names and command ids. Later Redis versions filter the names by the
+  ACL (redis/redis#15371).
 - ``publisher`` may SUBSCRIBE only to ``tokens:replies:*`` and not PSUBSCRIBE: a reply
   carries a new secret, and a pattern subscription would hear every publisher's.
 - Passwords here are the development ones, ``dev-<user>``, stored as SHA-256 hashes.
@@ -45,10 +50,19 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from token_service.keys import Keys
-from token_service.publishers import parse_publisher
+from token_service.redis.acl_users import (
+    FORBIDDEN,
+    Grant,
+    RedisUser,
+    gateway_user,
+    operator_user,
+    publisher_user,
+    service_user,
+    shared_publisher_user,
+    worker_user,
+)
 
 __all__ = [
     "FORBIDDEN",
@@ -60,54 +74,7 @@ __all__ = [
     "users",
 ]
 
-FORBIDDEN = ("flushall", "flushdb", "config", "keys", "debug", "shutdown", "acl")
-"""Commands no user of ours is given, in any form."""
-
 _SAFE_PREFIX = re.compile(r"[A-Za-z0-9_.:-]+")
-_GROUP_READER = (
-    "xreadgroup",
-    "xack",
-    "xautoclaim",
-    "xpending",
-    "xgroup|create",
-    "xinfo|groups",
-)
-"""What a batch consumer with a claimer, a readiness probe and group metrics sends."""
-_TRANSACTIONS = ("multi", "exec", "discard")
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """Commands a user may run on some keys and channels."""
-
-    commands: tuple[str, ...]
-    keys: tuple[str, ...] = ()
-    """Key patterns: ``~`` read and write, ``%R~`` read only, ``%W~`` write only."""
-    channels: tuple[str, ...] = ()
-
-    def rule(self) -> str:
-        """The grant in ACL syntax, without the selector's parentheses."""
-        return " ".join([*(f"+{command}" for command in self.commands), *self.keys, *self.channels])
-
-
-@dataclass(frozen=True, slots=True)
-class RedisUser:
-    """One Redis user: who uses it, and what it may do."""
-
-    name: str
-    used_by: str
-    grants: tuple[Grant, ...]
-    """The root permissions first; each further grant is a selector."""
-
-    def line(self, password_sha256: str) -> str:
-        """The user's line in an ACL file."""
-        root, *selectors = self.grants
-        parts = [f"user {self.name} on #{password_sha256} resetkeys resetchannels -@all"]
-        parts.append(root.rule())
-        parts += [f"({selector.rule()})" for selector in selectors]
-        return " ".join(parts)
-
-
 DEFAULT_PUBLISHERS = ("console",)
 """The publishers the committed ACL file has users for (``TOKENS_PUBLISHERS`` in compose)."""
 
@@ -120,161 +87,14 @@ def users(
         raise ValueError(f"key prefix {prefix!r} would need escaping in an ACL key pattern")
     keys = Keys(prefix)
     return [
-        _token_service(keys),
-        _audit_worker(keys),
-        _gateway(keys),
-        _publisher(keys),
-        *(_named_publisher(keys, name) for name in publishers),
-        _operator(keys),
+        service_user(keys),
+        worker_user(keys),
+        gateway_user(keys),
+        shared_publisher_user(keys),
+        *(publisher_user(keys, name) for name in publishers),
+        operator_user(keys),
         RedisUser("healthcheck", "container health checks (`redis-cli ping`)", (Grant(("ping",)),)),
     ]
-
-
-def _named_publisher(keys: Keys, name: str) -> RedisUser:
-    # Version 2: its own stream, and its own reply channels only (no pattern subscriptions,
-    # which would hear other publishers' replies and the secrets in them).
-    parse_publisher(name)
-    return RedisUser(
-        f"publisher-{name}",
-        f"publisher `{name}`: writes `{keys.publisher_commands(name)}`, hears its own replies",
-        (
-            Grant(("ping", "subscribe", "unsubscribe"), (), (f"&{keys.replies(name)}*",)),
-            Grant(("xadd",), (f"~{keys.publisher_commands(name)}",)),
-        ),
-    )
-
-
-_TRIMMER = ("exists", "xinfo|groups", "xpending", "xrevrange", "xtrim")
-"""What stream retention sends (token_service.redis.retention)."""
-
-
-def _token_service(keys: Keys) -> RedisUser:
-    p = keys.prefix
-    commands = (
-        "ping",
-        *_GROUP_READER,
-        "xadd",
-        "xdel",
-        # It alone loads code into Redis: the library of functions, at start-up.
-        *("fcall", "function|load"),
-        *_TRANSACTIONS,
-        "publish",
-        # scrub.py: after deleting an entry that held a pasted token, it has Redis rewrite
-        # the append-only file, so the token leaves the disk too (INFO tells whether the
-        # AOF is on at all)
-        *("bgrewriteaof", "info"),
-        # what its functions and reads call
-        *("get", "set", "del", "exists", "sismember"),
-        *("hget", "hmget", "hgetall", "hset", "pexpireat"),
-        *("zadd", "zrange", "zrangebyscore", "zrem", "zremrangebyscore"),
-    )
-    owned = (
-        f"~{keys.commands}",
-        f"~{keys.commands}:*",
-        f"~{keys.events}",
-        f"~{keys.dead_letter}",
-        f"~{keys.secret_prefix}*",
-        f"~{p}:token:*",
-        f"~{keys.name_prefix}*",
-        f"~{p}:digest:*",
-        f"~{keys.index}",
-        f"~{keys.expiries}",
-        f"~{p}:command:*",
-        # SISMEMBER only: the functions take its name as an argument, not in KEYS, which
-        # Redis checks for writing as well as reading.
-        f"%R~{keys.admins}",
-    )
-    return RedisUser(
-        "token-service",
-        "the command handler (`python -m token_service`)",
-        (
-            Grant((*commands, "xtrim", "xrevrange"), owned, (f"&{keys.replies_prefix}*",)),
-            # retention: it trims the usage stream below what the audit worker acknowledged
-            Grant(_TRIMMER, (f"~{keys.usage}",)),
-        ),
-    )
-
-
-def _audit_worker(keys: Keys) -> RedisUser:
-    p = keys.prefix
-    # The folds run as library functions it may call but not load; every command they send
-    # is checked against the grants below, each command only on the keys it needs there.
-    # BGREWRITEAOF and INFO (no keys): after deleting a usage entry that held a token.
-    streams = Grant(
-        ("ping", *_GROUP_READER, *_TRANSACTIONS, "fcall", "bgrewriteaof", "info"),
-        (f"~{keys.usage}", f"~{keys.events}"),
-    )
-    return RedisUser(
-        "audit-worker",
-        "the audit worker (`python -m workers.audit`)",
-        (
-            streams,
-            Grant(("xadd",), (f"~{keys.dead_letter}",)),
-            # a usage entry holding a token is deleted; was the token really issued?
-            Grant(("xdel",), (f"~{keys.usage}",)),
-            Grant(("exists",), (f"%R~{p}:digest:*", f"%R~{keys.secret_prefix}*")),
-            # last_used_ms in the token record (it also checks the token exists)
-            Grant(("exists", "hget", "hset"), (f"~{p}:token:*",)),
-            Grant(("hincrby",), (f"~{p}:token:*:daily",)),
-            Grant(("rpush",), (f"~{p}:token:*:audit",)),
-            Grant(("rpush", "ltrim"), (f"~{p}:token:*:refusals",)),
-            # event ids already folded, by the hour
-            Grant(("sadd", "sismember", "pexpire"), (f"~{p}:seen:*",)),
-        ),
-    )
-
-
-def _gateway(keys: Keys) -> RedisUser:
-    return RedisUser(
-        "gateway",
-        "gateways: `Verifier` and `UsageReporter`",
-        (
-            # Plain reads only, pipelined: a user who may run scripts may also run one
-            # that never ends, and Redis answers nobody else until it does.
-            Grant(("ping", "hgetall", "hmget", *_TRANSACTIONS), (f"%R~{keys.secret_prefix}*",)),
-            Grant(("xadd",), (f"~{keys.usage}",)),
-        ),
-    )
-
-
-def _publisher(keys: Keys) -> RedisUser:
-    return RedisUser(
-        "publisher",
-        "admin-side services sending commands with `TokenClient`",
-        (
-            Grant(("ping", "subscribe", "unsubscribe"), (), (f"&{keys.prefix}:replies:*",)),
-            Grant(("xadd",), (f"~{keys.commands}",)),
-        ),
-    )
-
-
-def _operator(keys: Keys) -> RedisUser:
-    p = keys.prefix
-    reads = (
-        "ping",
-        "subscribe",
-        "unsubscribe",
-        *("get", "hgetall", "hmget", "zrange", "xrevrange"),
-        # To stop a runaway script or function, should one ever block Redis; it may run
-        # none itself (`tokenctl verify` checks a token the way a gateway does, by HMGET).
-        *("script|kill", "function|kill"),
-    )
-    readable = (
-        f"%R~{p}:token:*",
-        f"%R~{keys.index}",
-        f"%R~{keys.events}",
-        f"%R~{p}:digest:*",
-        f"%R~{keys.secret_prefix}*",
-    )
-    return RedisUser(
-        "operator",
-        "people, through `tokenctl`: list, show, audit, send commands, manage admins",
-        (
-            Grant(reads, readable, (f"&{p}:replies:*",)),
-            Grant(("xadd",), (f"~{keys.commands}",)),
-            Grant(("smembers", "sismember", "sadd", "srem"), (f"~{keys.admins}",)),
-        ),
-    )
 
 
 def dev_password(user: str) -> str:
