@@ -28,6 +28,9 @@ Private keys (may change without notice)::
     {p}:token:<id>:refusals    list    the newest CommandRejected naming it, capped (worker)
     {p}:seen:<window>          set     event ids folded, by the window of their arrival:
                                        worker's clock ms // (AUDIT_DEDUPE_HOURS h)
+                                       (lifecycle events, and reports without a sequence)
+    {p}:reporter:<r>:high      string  the highest sequence of usage reporter <r> folded
+    {p}:reporter:<r>:seen      string  bits: which of its last 65,536 sequences were folded
 
 Pub/sub channels::
 

@@ -160,6 +160,11 @@ def worker_user(keys: Keys) -> RedisUser:
             Grant(("rpush", "ltrim"), (f"~{p}:token:*:refusals",)),
             # event ids already folded, by the hour
             Grant(("sadd", "sismember", "pexpire"), (f"~{p}:seen:*",)),
+            # per reporter: the highest sequence folded and a ring of bits (sequenced reports)
+            Grant(
+                ("get", "set", "del", "pexpire", "getbit", "setbit", "setrange"),
+                (f"~{p}:reporter:*",),
+            ),
         ),
     )
 
