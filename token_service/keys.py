@@ -26,6 +26,11 @@ Private keys (may change without notice)::
     (the token record gains last_used_ms, written only by the audit worker, only forward)
     {p}:token:<id>:audit       list    the token's lifecycle events, JSON  (audit worker)
     {p}:seen:<hour>            set     event ids folded, by the hour of the event
+    {p}:console:session:<sha256>  string  a console session: the signed-in identity (JSON),
+                                       never a secret; expires when idle (console)
+    {p}:console:link:<sha256>  string  a one-time sign-in link's identity, minutes (console)
+    {p}:console:login:<sha256> string  an OpenID Connect sign-in under way: state, PKCE
+                                       verifier and nonce, 10 minutes (console)
 
 Pub/sub channels::
 
@@ -130,6 +135,23 @@ class Keys:
     def seen(self, hour: int) -> str:
         """Event ids the audit worker folded, for one hour (the folds derive it in Lua)."""
         return f"{self.prefix}:seen:{hour}"
+
+    @property
+    def console_prefix(self) -> str:
+        """What every key of the web console starts with."""
+        return f"{self.prefix}:console:"
+
+    def console_session(self, digest: str) -> str:
+        """One console session, by the SHA-256 of the id in its cookie."""
+        return f"{self.console_prefix}session:{digest}"
+
+    def console_link(self, digest: str) -> str:
+        """One unused sign-in link, by the SHA-256 of its code."""
+        return f"{self.console_prefix}link:{digest}"
+
+    def console_login(self, digest: str) -> str:
+        """One OpenID Connect sign-in under way, by the SHA-256 of its flow cookie."""
+        return f"{self.console_prefix}login:{digest}"
 
     @property
     def replies_prefix(self) -> str:

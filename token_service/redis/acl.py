@@ -26,6 +26,9 @@ equal). Redis ACL files take no comments, so the reasons live here:
   (wire contract version 2), so a forged ``reply_to`` cannot reach another channel.
 - Each registered publisher has a user ``publisher-<name>`` that may XADD only to its own
   stream ``tokens:commands:<name>`` and SUBSCRIBE only to ``tokens:replies:<name>:*``.
+- ``publisher-console`` (the web console) also reads token records, daily counts, audit
+  trails, the index, ``tokens:events`` (XREAD: the live feed) and membership of
+  ``tokens:admins``, and keeps sessions under ``tokens:console:*``; no secret hashes.
 - ``token-service`` alone may BGREWRITEAOF (and INFO, to see whether the append-only
   file is on): a publisher may paste a token into a command, and deleting the entry
   does not take it out of the file on disk until Redis rewrites it.
@@ -103,7 +106,8 @@ class RedisUser:
         return " ".join(parts)
 
 
-DEFAULT_PUBLISHERS = ("console",)
+CONSOLE = "console"  # the web console's publisher: its user also gets the console's reads
+DEFAULT_PUBLISHERS = (CONSOLE,)
 """The publishers the committed ACL file has users for (``TOKENS_PUBLISHERS`` in compose)."""
 
 
@@ -135,7 +139,21 @@ def _named_publisher(keys: Keys, name: str) -> RedisUser:
         (
             Grant(("ping", "subscribe", "unsubscribe"), (), (f"&{keys.replies(name)}*",)),
             Grant(("xadd",), (f"~{keys.publisher_commands(name)}",)),
+            *(_console_reads(keys) if name == CONSOLE else ()),
         ),
+    )
+
+
+def _console_reads(keys: Keys) -> tuple[Grant, ...]:
+    # Each read only on its keys (`:daily` is under `token:*`); writes only its sessions.
+    p = keys.prefix
+    return (
+        Grant(("hgetall",), (f"%R~{p}:token:*",)),
+        Grant(("lrange",), (f"%R~{p}:token:*:audit",)),
+        Grant(("zrange",), (f"%R~{keys.index}",)),
+        Grant(("xrevrange", "xread"), (f"%R~{keys.events}",)),
+        Grant(("sismember",), (f"%R~{keys.admins}",)),  # checked on every request
+        Grant(("get", "set", "getdel", "del", "pexpire"), (f"~{keys.console_prefix}*",)),
     )
 
 

@@ -7,6 +7,7 @@ whole listing for everyone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import cast
@@ -50,16 +51,29 @@ class TokenReader:
         return view_from_record(record) if record else None
 
     async def list_tokens(
-        self, status: TokenStatus | None = None, cursor: int = 0, limit: int = 50
+        self,
+        status: TokenStatus | None = None,
+        cursor: int = 0,
+        limit: int = 50,
+        *,
+        newest_first: bool = False,
+        where: Callable[[TokenView], bool] | None = None,
     ) -> TokenPage:
-        """Tokens in creation order, optionally of one status, ``limit`` at a time."""
+        """Tokens in creation order, optionally of one status, ``limit`` at a time.
+
+        ``newest_first`` walks the index the other way; ``where`` keeps only the tokens it
+        accepts (a search), reading on until the page is full or the index ends.
+        """
         views: list[TokenView] = []
         position = cursor
         now_ms = to_millis(utc_now())
+        step = 2 * limit if where is None else max(2 * limit, 500)
         while True:
             ids = cast(
                 list[str],
-                await self.redis.zrange(self.keys.index, position, position + 2 * limit),
+                await self.redis.zrange(
+                    self.keys.index, position, position + step, desc=newest_first
+                ),
             )
             if not ids:
                 return TokenPage(views, None)
@@ -70,7 +84,11 @@ class TokenReader:
             for record in records:
                 position += 1
                 view = view_from_record(record, now_ms) if record else None
-                if view is not None and status in (None, view.status):
+                if (
+                    view is not None
+                    and status in (None, view.status)
+                    and (where is None or where(view))
+                ):
                     views.append(view)
                     if len(views) == limit:
                         return TokenPage(views, position)
