@@ -19,7 +19,7 @@ $(PARSER): tools/asyncapi/package.json tools/asyncapi/package-lock.json
 	touch $(PARSER)
 
 run: $(STAMP)
-	$(PY) -m token_service --with-audit-worker
+	$(PY) -m token_service --with-audit-worker --with-console
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import socket
 import sys
 
@@ -36,9 +37,9 @@ def _listen(settings: ConsoleSettings) -> socket.socket:
 async def _link(settings: ConsoleSettings, base_url: str, identity: str) -> str:
     redis = redis_client(settings, decode_responses=True)
     try:
-        code = await SignInLinks(redis, Keys(settings.key_prefix), settings.link_minutes * 60).create(
-            identity
-        )
+        code = await SignInLinks(
+            redis, Keys(settings.key_prefix), settings.link_minutes * 60
+        ).create(identity)
     finally:
         await redis.aclose()
     return f"{base_url}/sign-in/link?code={code}"
@@ -53,7 +54,7 @@ async def _serve(settings: ConsoleSettings, sign_in_for: str | None) -> None:
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started and not serving.done():
+    while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn sets a flag
         await asyncio.sleep(0.02)
     structlog.get_logger("console").info("console_listening", url=base_url)
     message = f"Console: {base_url}/"
@@ -83,10 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         base_url = settings.base_url(settings.port)
         print(asyncio.run(_link(settings, base_url, options.name)), flush=True)
         return 0
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(settings, options.sign_in_link_for))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

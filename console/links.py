@@ -36,7 +36,5 @@ class SignInLinks:
         """Whom the code signs in, using it up; None when unknown, used or expired."""
         if not code or len(code) > 128:
             return None
-        raw = cast(bytes | str | None, await self.redis.getdel(self.keys.console_link(digest(code))))
-        if raw is None:
-            return None
-        return raw.decode() if isinstance(raw, bytes) else raw
+        key = self.keys.console_link(digest(code))
+        return cast(str | None, await self.redis.getdel(key))

@@ -9,11 +9,15 @@ carries: the provider's redirect back is a cross-site navigation, on which the
 from __future__ import annotations
 
 import secrets
+import warnings
 from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
-from authlib.integrations.starlette_client import OAuth, OAuthError
+
+with warnings.catch_warnings():  # Authlib warns of its own httpx module at import
+    warnings.simplefilter("ignore")
+    from authlib.integrations.starlette_client import OAuth, OAuthError
 from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import Response

@@ -73,7 +73,7 @@ class SessionStore:
     async def load(self, session_id: str) -> Session | None:
         """The live session with this id, kept alive for another idle period; or None."""
         key = self.keys.console_session(digest(session_id))
-        raw = cast(bytes | str | None, await self.redis.get(key))
+        raw = cast(str | None, await self.redis.get(key))
         if raw is None:
             return None
         body = orjson.loads(raw)

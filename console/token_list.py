@@ -111,8 +111,12 @@ async def create_token(request: Request, session: Session) -> Response:
     )
     if reply.ok and reply.secret is not None and reply.token is not None:
         return console.pages.render(
-            request, "tokens/secret.html", title="Copy your new token", token=reply.token,
-            secret=reply.secret, rotated=False,
+            request,
+            "tokens/secret.html",
+            title="Copy your new token",
+            token=reply.token,
+            secret=reply.secret,
+            rotated=False,
         )
     if reply.ok and reply.token is not None:
         return console.pages.render(
