@@ -37,6 +37,9 @@ class NewTokenForm:
     expiry: str = "90"
     expiry_date: str = ""
     command_id: str = field(default_factory=lambda: f"console-{uuid.uuid4().hex}")
+    started: str = field(default_factory=lambda: utc_now().isoformat())
+    """When the form was first shown: a preset expiry counts from then, so that the same
+    form sent twice is the same command (answered as a duplicate, not a conflict)."""
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -58,7 +61,16 @@ class NewTokenForm:
         )
         if command_id.startswith("console-") and len(command_id) <= 64 and command_id.isascii():
             parsed.command_id = command_id
+            parsed.started = text("started") or parsed.started
         return parsed
+
+    def _start(self, now: datetime) -> datetime:
+        try:
+            started = datetime.fromisoformat(self.started)
+        except ValueError:
+            return now
+        fresh = started.tzinfo is not None and timedelta(0) <= now - started <= timedelta(days=1)
+        return started if fresh else now
 
     @property
     def scopes(self) -> list[str]:
@@ -69,7 +81,7 @@ class NewTokenForm:
         """When the token would expire; None for never (or a date that does not parse)."""
         now = now or utc_now()
         if self.expiry in ("30", "90", "365"):
-            return now + timedelta(days=int(self.expiry))
+            return self._start(now) + timedelta(days=int(self.expiry))
         if self.expiry == "date":
             try:
                 moment = datetime.fromisoformat(self.expiry_date)

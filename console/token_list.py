@@ -82,6 +82,9 @@ def _refused(form: NewTokenForm, reply: CommandReply) -> None:
     error = reply.error
     if error is None:
         form.errors["form"] = "The token service gave no answer we understand. Try again."
+    elif error.code is ErrorCode.CONFLICT and "name" not in error.message:
+        form.command_id = NewTokenForm().command_id  # another body under the same id
+        form.errors["form"] = "This form was already sent with other values. Check and send again"
     elif error.code is ErrorCode.CONFLICT:
         form.errors["name"] = (
             "An active token already has this name (names are unique whatever their case). "
