@@ -28,7 +28,6 @@ const provider = new Provider(issuer, {
     };
   },
   cookies: { keys: ['test-only-cookie-key'] },
-  jwks: undefined,
 });
 provider.proxy = false;
 provider.listen(Number(port), '127.0.0.1', () => {
