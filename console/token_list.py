@@ -10,6 +10,7 @@ from console.forms import NewTokenForm, field_of
 from console.guard import admin_only, console_of
 from console.sessions import Session
 from contracts import CommandReply, ErrorCode, TokenStatus, TokenView
+from token_service.redis.reads import TokenPage
 
 __all__ = ["PAGE_SIZE", "routes"]
 
@@ -35,13 +36,16 @@ async def token_list(request: Request, _session: Session) -> Response:
     def matches(view: TokenView) -> bool:
         return needle in view.name.casefold()
 
+    status = None if everything else TokenStatus.ACTIVE
+    where = matches if needle else None
     page = await console.reader.list_tokens(
-        None if everything else TokenStatus.ACTIVE,
-        cursor,
-        PAGE_SIZE,
-        newest_first=True,
-        where=matches if needle else None,
+        status, cursor, PAGE_SIZE, newest_first=True, where=where
     )
+    if page.next_cursor is not None:  # a full page: is there anything after it?
+        after = await console.reader.list_tokens(
+            status, page.next_cursor, 1, newest_first=True, where=where
+        )
+        page = page if after.tokens else TokenPage(page.tokens, None)
     start = _cursor(request.query_params.get("shown"))
     template = "tokens/list.html"
     if request.headers.get("hx-request") and request.headers.get("hx-target") == "results":
