@@ -44,9 +44,7 @@ def test_an_administrator_signs_in_through_the_provider(page: Page, stack: Stack
     assert cookie["sameSite"] == "Strict"
 
 
-def test_a_holder_of_the_administrators_group_is_an_administrator(
-    page: Page, stack: Stack
-) -> None:
+def test_a_holder_of_the_administrators_group_is_an_administrator(page: Page, stack: Stack) -> None:
     _sign_in_at_provider(page, stack, "grace")
     page.wait_for_url(f"{stack.url}/tokens")
     expect(page.get_by_role("heading", name="API tokens")).to_be_visible()
