@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import redis as sync_redis
 from playwright.sync_api import Page
@@ -149,9 +149,14 @@ def _console(stack: Stack, port: int, env: Mapping[str, str], log: Path) -> Iter
 
 @contextmanager
 def console_stack(
-    redis_url: str, directory: Path, *, oidc: bool = False, service: bool = True, **env: Any
+    redis_url: str,
+    directory: Path,
+    *,
+    oidc: bool = False,
+    service: bool = True,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Stack]:
-    """Start the processes; ``env`` adds console settings (``CONSOLE_...=value``)."""
+    """Start the processes; ``env`` adds or overrides the console's environment."""
     prefix = f"c{uuid.uuid4().hex[:10]}"
     port = free_port()
     stack = Stack(f"http://127.0.0.1:{port}", redis_url, Keys(prefix))
@@ -169,7 +174,7 @@ def console_stack(
                 "AUDIT_POLL_MS": "20",
             }
             started.enter_context(service_process(settings, log, "--with-audit-worker", env=extra))
-        console_env = {k.upper(): str(v) for k, v in env.items()}
+        console_env = dict(env or {})
         if oidc:
             log = directory / f"oidc-{prefix}.log"
             stack.logs.append(log)

@@ -24,7 +24,7 @@ def test_a_service_that_does_not_answer_gets_a_page_saying_what_to_do(
 ) -> None:
     with (
         console_stack(
-            redis_server.url, tmp_path, service=False, console_reply_timeout_seconds=1
+            redis_server.url, tmp_path, service=False, env={"CONSOLE_REPLY_TIMEOUT_SECONDS": "1"}
         ) as stack,
         httpx.Client(base_url=stack.url) as client,
     ):
@@ -43,7 +43,7 @@ def test_redis_down_gets_a_page_saying_what_to_do(
 ) -> None:
     down = f"redis://127.0.0.1:{free_port()}/0"
     with (
-        console_stack(redis_server.url, tmp_path, service=False, **{"REDIS_URL": down}) as stack,
+        console_stack(redis_server.url, tmp_path, service=False, env={"REDIS_URL": down}) as stack,
         httpx.Client(base_url=stack.url) as client,
     ):
         answer = client.get("/sign-in/link?code=whatever")
