@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from playwright.sync_api import Error, Playwright, Response, expect
+from playwright.sync_api import Error, Page, Playwright, Response, expect
 
 from tests.console_stack import CHROMIUM, CHROMIUM_ARGS, Stack, generate, sign_in
 
@@ -13,6 +13,16 @@ from tests.console_stack import CHROMIUM, CHROMIUM_ARGS, Stack, generate, sign_i
 def _files_holding(directory: Path, secret: str) -> list[Path]:
     needle = secret.encode()
     return [p for p in directory.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def _settled_content(page: Page) -> str:
+    # After Back or reload the page may still be navigating (a resent form, an error page).
+    for _ in range(50):
+        with contextlib.suppress(Error):
+            page.wait_for_load_state()
+            return page.content()
+        page.wait_for_timeout(100)
+    return page.content()
 
 
 def test_the_secret_is_shown_once_and_kept_nowhere(
@@ -37,11 +47,11 @@ def test_the_secret_is_shown_once_and_kept_nowhere(
     expect(page.get_by_role("heading", name="shown-once")).to_be_visible()
     with contextlib.suppress(Error):  # Chromium shows no POST result from no cache
         page.go_back()
-    assert secret not in page.content()
+    assert secret not in _settled_content(page)
     with contextlib.suppress(Error):  # sends the form again: the same command, a duplicate
         page.reload()
-    assert secret not in page.content()
-    if "already generated" not in page.content():
+    assert secret not in _settled_content(page)
+    if "already generated" not in _settled_content(page):
         page.goto(f"{stack.url}/tokens")
 
     storage = page.evaluate("JSON.stringify([localStorage, sessionStorage])")
