@@ -1,4 +1,4 @@
-# The token service image: one for the command handler (and, later, the audit worker).
+# The token service image: the command handler, the audit worker and the web console.
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -7,6 +7,7 @@ COPY token_service token_service
 COPY workers workers
 COPY tokenctl tokenctl
 COPY specs specs
-RUN pip install --no-cache-dir ".[service,cli]"
+COPY console console
+RUN pip install --no-cache-dir ".[service,cli,console]"
 USER nobody
 CMD ["python", "-m", "token_service"]

@@ -81,7 +81,7 @@ def test_compose_accepts_the_file() -> None:
 
 def test_every_service_has_a_healthcheck_and_restarts_unless_stopped() -> None:
     services = _compose()["services"]
-    assert set(services) == {"redis", *APP_SERVICES}
+    assert set(services) == {"redis", *APP_SERVICES, "console"}
     for name, service in services.items():
         assert service.get("restart") == "unless-stopped", name
         assert service.get("healthcheck", {}).get("test"), name
@@ -215,3 +215,13 @@ def _healthy_shell(command: str, env: dict[str, str]) -> None:
         ["sh", "-c", command], env={"PATH": os.environ.get("PATH", ""), **env}, check=False
     )
     assert result.returncode == 0, command
+
+
+def test_the_console_logs_in_as_its_publisher_user_and_the_service_registers_it() -> None:
+    environment = _environment("console")
+    assert environment["REDIS_USERNAME"] == "publisher-console"
+    assert f"#{_sha256(environment['REDIS_PASSWORD'])}" in _acl_line("publisher-console")
+    assert "console:delegating" in _environment("token-service")["TOKENS_PUBLISHERS"]
+    assert _compose()["services"]["console"]["depends_on"]["redis"]["condition"] == (
+        "service_healthy"
+    )

@@ -1,7 +1,10 @@
 """``python -m token_service``: run the command handler, on an embedded Redis if none is given.
 
 With ``--with-audit-worker`` (what ``make run`` does) the audit worker runs beside it as
-a child process (``python -m workers.audit``) on the same Redis, and stops with it.
+a child process (``python -m workers.audit``) on the same Redis, and stops with it. With
+``--with-console`` the web console does too (``python -m console``, the publisher
+``console``), printing its address and, on the embedded Redis, a one-time sign-in link
+for the administrator bootstrapped there.
 """
 
 from __future__ import annotations
@@ -55,6 +58,28 @@ def _start_audit_worker(settings: ServiceSettings) -> subprocess.Popen[bytes]:
     )
 
 
+def _start_console(settings: ServiceSettings, admin: str | None) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "REDIS_URL": settings.redis_url or "",
+        "TOKENS_KEY_PREFIX": settings.key_prefix,
+        "TOKENS_RESOURCES": ",".join(settings.resources),
+    }
+    args = [sys.executable, "-m", "console"]
+    if admin is not None:  # the embedded Redis: sign in with a link printed on the terminal
+        env.setdefault("CONSOLE_SIGN_IN_LINKS", "true")
+        args += ["--sign-in-link-for", admin]
+    return subprocess.Popen(args, env=env, preexec_fn=_die_with_parent)
+
+
+def _register_console(settings: ServiceSettings) -> ServiceSettings:
+    # The console writes its own stream as the delegating publisher `console`, even where
+    # the shared stream is trusted: registered here so that `make run` needs no setting.
+    if any(text.partition(":")[0] == "console" for text in settings.publishers):
+        return settings
+    return settings.model_copy(update={"publishers": [*settings.publishers, "console:delegating"]})
+
+
 def _announce(embedded: EmbeddedRedis, settings: ServiceSettings, admin: str) -> None:
     keys = Keys(settings.key_prefix)
     replies = f"{keys.prefix}:replies:cli:demo"
@@ -78,11 +103,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the audit worker beside it, as a child process (what `make run` does)",
     )
+    parser.add_argument(
+        "--with-console",
+        action="store_true",
+        help="run the web console beside it, as a child process (what `make run` does)",
+    )
     options = parser.parse_args(argv)
     settings = ServiceSettings()
     configure_logging(settings.log_level)
     log = structlog.get_logger("token_service")
     embedded: EmbeddedRedis | None = None
+    admin: str | None = None
     if settings.redis_url is None:
         embedded = EmbeddedRedis.start()
         # Nobody but this machine's user reaches an embedded Redis: its shared stream is
@@ -90,18 +121,23 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings.model_copy(
             update={"redis_url": embedded.url, "trust_shared_stream": True}
         )
-        _announce(embedded, settings, _bootstrap(settings))
+        if options.with_console:
+            settings = _register_console(settings)
+        admin = _bootstrap(settings)
+        _announce(embedded, settings, admin)
     service = build_service(settings)
     worker = _start_audit_worker(settings) if options.with_audit_worker else None
+    console = _start_console(settings, admin) if options.with_console else None
     try:
         asyncio.run(service.app.run())
     except KeyboardInterrupt:
         pass
     finally:
         log.info("service_stopped")
-        if worker is not None:
-            worker.terminate()
-            worker.wait(10)
+        for child in (worker, console):
+            if child is not None:
+                child.terminate()
+                child.wait(10)
         if embedded is not None:
             embedded.stop()
     return 0

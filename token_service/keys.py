@@ -31,6 +31,11 @@ Private keys (may change without notice)::
                                        (lifecycle events, and reports without a sequence)
     {p}:reporter:<r>:high      string  the highest sequence of usage reporter <r> folded
     {p}:reporter:<r>:seen      string  bits: which of its last 65,536 sequences were folded
+    {p}:console:session:<sha256>  string  a console session: the signed-in identity (JSON),
+                                       never a secret; expires when idle (console)
+    {p}:console:link:<sha256>  string  a one-time sign-in link's identity, minutes (console)
+    {p}:console:login:<sha256> string  an OpenID Connect sign-in under way: state, PKCE
+                                       verifier and nonce, 10 minutes (console)
 
 Pub/sub channels::
 
@@ -140,6 +145,23 @@ class Keys:
         """Event ids the audit worker folded as they arrived in one dedupe window (the
         folds derive it in Lua)."""
         return f"{self.prefix}:seen:{window}"
+
+    @property
+    def console_prefix(self) -> str:
+        """What every key of the web console starts with."""
+        return f"{self.prefix}:console:"
+
+    def console_session(self, digest: str) -> str:
+        """One console session, by the SHA-256 of the id in its cookie."""
+        return f"{self.console_prefix}session:{digest}"
+
+    def console_link(self, digest: str) -> str:
+        """One unused sign-in link, by the SHA-256 of its code."""
+        return f"{self.console_prefix}link:{digest}"
+
+    def console_login(self, digest: str) -> str:
+        """One OpenID Connect sign-in under way, by the SHA-256 of its flow cookie."""
+        return f"{self.console_prefix}login:{digest}"
 
     @property
     def replies_prefix(self) -> str:

@@ -28,6 +28,9 @@ equal). Redis ACL files take no comments, so the reasons live here:
   (wire contract version 2), so a forged ``reply_to`` cannot reach another channel.
 - Each registered publisher has a user ``publisher-<name>`` that may XADD only to its own
   stream ``tokens:commands:<name>`` and SUBSCRIBE only to ``tokens:replies:<name>:*``.
+- ``publisher-console`` (the web console) also reads token records, daily counts, audit
+  trails, the index, ``tokens:events`` (XREAD: the live feed) and membership of
+  ``tokens:admins``, and keeps sessions under ``tokens:console:*``; no secret hashes.
 - ``token-service`` and ``audit-worker`` may BGREWRITEAOF (and INFO, to see whether the
   append-only file is on): a publisher may paste a token into a command, a gateway into
   a usage report, and deleting the entry (XDEL, each on the stream it reads) does not
@@ -53,6 +56,7 @@ from collections.abc import Mapping, Sequence
 
 from token_service.keys import Keys
 from token_service.redis.acl_users import (
+    CONSOLE,
     FORBIDDEN,
     Grant,
     RedisUser,
@@ -75,7 +79,7 @@ __all__ = [
 ]
 
 _SAFE_PREFIX = re.compile(r"[A-Za-z0-9_.:-]+")
-DEFAULT_PUBLISHERS = ("console",)
+DEFAULT_PUBLISHERS = (CONSOLE,)
 """The publishers the committed ACL file has users for (``TOKENS_PUBLISHERS`` in compose)."""
 
 

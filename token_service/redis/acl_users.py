@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from token_service.keys import Keys
 from token_service.publishers import parse_publisher
 
+CONSOLE = "console"
+"""The web console's publisher: its user also gets the console's reads."""
+
 __all__ = [
+    "CONSOLE",
     "FORBIDDEN",
     "Grant",
     "RedisUser",
@@ -80,7 +84,21 @@ def publisher_user(keys: Keys, name: str) -> RedisUser:
         (
             Grant(("ping", "subscribe", "unsubscribe"), (), (f"&{keys.replies(name)}*",)),
             Grant(("xadd",), (f"~{keys.publisher_commands(name)}",)),
+            *(_console_reads(keys) if name == CONSOLE else ()),
         ),
+    )
+
+
+def _console_reads(keys: Keys) -> tuple[Grant, ...]:
+    # Each read only on its keys (`:daily` is under `token:*`); writes only its sessions.
+    p = keys.prefix
+    return (
+        Grant(("hgetall",), (f"%R~{p}:token:*",)),
+        Grant(("lrange",), (f"%R~{p}:token:*:audit",)),
+        Grant(("zrange",), (f"%R~{keys.index}",)),
+        Grant(("xrevrange", "xread"), (f"%R~{keys.events}",)),
+        Grant(("sismember",), (f"%R~{keys.admins}",)),  # checked on every request
+        Grant(("get", "set", "getdel", "del", "pexpire"), (f"~{keys.console_prefix}*",)),
     )
 
 

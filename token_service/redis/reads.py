@@ -8,6 +8,7 @@ the whole listing for everyone.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import cast
@@ -55,16 +56,29 @@ class TokenReader:
         return view_from_record(record) if record else None
 
     async def list_tokens(
-        self, status: TokenStatus | None = None, cursor: int = 0, limit: int = 50
+        self,
+        status: TokenStatus | None = None,
+        cursor: int = 0,
+        limit: int = 50,
+        *,
+        newest_first: bool = False,
+        where: Callable[[TokenView], bool] | None = None,
     ) -> TokenPage:
-        """Tokens in creation order, optionally of one status, ``limit`` at a time."""
+        """Tokens in creation order, optionally of one status, ``limit`` at a time.
+
+        ``newest_first`` walks the index the other way; ``where`` keeps only the tokens it
+        accepts (a search), reading on until the page is full or the index ends.
+        """
         views: list[TokenView] = []
         position, skipped = cursor, 0
         now_ms = to_millis(utc_now())
+        step = 2 * limit if where is None else max(2 * limit, 500)
         while True:
             ids = cast(
                 list[str],
-                await self.redis.zrange(self.keys.index, position, position + 2 * limit),
+                await self.redis.zrange(
+                    self.keys.index, position, position + step, desc=newest_first
+                ),
             )
             if not ids:
                 return TokenPage(views, None, skipped)
@@ -82,7 +96,7 @@ class TokenReader:
                     _log.warning("token record %s cannot be shown: %r", token_id, exc)
                     skipped += 1
                     continue
-                if status in (None, view.status):
+                if status in (None, view.status) and (where is None or where(view)):
                     views.append(view)
                     if len(views) == limit:
                         return TokenPage(views, position, skipped)
