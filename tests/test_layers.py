@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("contracts", "token_service", "workers", "tokenctl", "specs")
+PACKAGES = ("contracts", "token_service", "workers", "tokenctl", "specs", "authz")
 
 
 def _loaded_after(statement: str, candidates: tuple[str, ...]) -> list[str]:
