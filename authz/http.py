@@ -86,6 +86,7 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._headers: dict[str, str] = {}
         self._header_count = 0
+        self._header_size = 0
         self._wanted = server.wanted
         self._in_head = False
         self._head_bytes = 0
@@ -144,6 +145,7 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._headers = {}
         self._header_count = 0
+        self._header_size = 0
         self._in_head = True
         self._head_bytes = -self._chunk  # the chunk it began in is counted after feeding
 
@@ -153,8 +155,10 @@ class _Connection(asyncio.Protocol):
             raise _HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Counted here for a head that came in one piece, in data_received across pieces.
         self._header_count += 1
-        if self._header_count > _MAX_HEADERS:
+        self._header_size += len(name) + len(value)
+        if self._header_count > _MAX_HEADERS or self._header_size > _MAX_HEAD:
             raise _HeadTooLarge
         key = name.lower()
         wanted = self._wanted
