@@ -85,9 +85,9 @@ async def test_no_token_gets_a_bare_bearer_challenge(
 
 
 async def test_malformed_unknown_and_expired_tokens_are_invalid_tokens(
-    client: TokenClient, endpoint: Endpoint, http: aiohttp.ClientSession, redis: Redis, keys: Keys
+    client: TokenClient, endpoint: Endpoint, http: aiohttp.ClientSession
 ) -> None:
-    token_id, expired = await _token(
+    _, expired = await _token(
         client, "authz-exp", ["entities:read"], expires_at=utc_now() + timedelta(seconds=1)
     )
     broken = mint()[:-1] + "!"
@@ -204,7 +204,7 @@ async def test_uses_are_reported_and_counted_in_the_metrics(
 
     async def reported() -> bool:
         events = await stream_data(redis, keys.usage)
-        return sum(e["count"] for e in events if e["token_id"] == token_id) == 3
+        return sum(int(e["count"]) for e in events if e["token_id"] == token_id) == 3
 
     await wait_for(reported)
     events = [e for e in await stream_data(redis, keys.usage) if e["token_id"] == token_id]

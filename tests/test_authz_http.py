@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -148,7 +149,8 @@ def test_python_m_authz_serves_checks_health_and_metrics_and_stops_on_sigterm(
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=5)  # noqa: S310 (loopback)
         assert refused.value.code == 401
-        with urllib.request.urlopen(f"http://127.0.0.1:{health}/metrics", timeout=5) as metrics:  # noqa: S310
+        metrics_url = f"http://127.0.0.1:{health}/metrics"
+        with urllib.request.urlopen(metrics_url, timeout=5) as metrics:
             assert b'tokens_authz_decisions_total{outcome="no_token"} 1.0' in metrics.read()
     finally:
         process.send_signal(signal.SIGTERM)
@@ -164,8 +166,6 @@ def _until_ready(url: str) -> None:
             with urllib.request.urlopen(url, timeout=1):  # noqa: S310 (loopback)
                 return
         except OSError:
-            import time
-
             time.sleep(0.05)
     pytest.fail(f"{url} never answered 200")
 

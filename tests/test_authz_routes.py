@@ -73,7 +73,8 @@ def test_the_longest_prefix_wins_and_a_broader_one_never_stands_in_for_it() -> N
         ('[[route]]\nprefix = "/api"\nscope = "entities:read"\nscopes = []\n', "unknown"),
         ('[[routes]]\nprefix = "/api"\nscope = "entities:read"\n', "unknown"),
         (
-            '[[route]]\nprefix = "/a"\nscope = "a:read"\n[[route]]\nprefix = "/a/"\nscope = "b:read"\n',
+            '[[route]]\nprefix = "/a"\nscope = "a:read"\n'
+            '[[route]]\nprefix = "/a/"\nscope = "b:read"\n',
             "two routes",
         ),
         ("not toml [", "Expected"),

@@ -33,6 +33,10 @@ def test_tokenctl_does_not_load_faststream() -> None:
     assert _loaded_after("import tokenctl.cli", ("faststream", "aiohttp")) == []
 
 
+def test_the_auth_endpoint_loads_no_faststream() -> None:
+    assert _loaded_after("import authz.__main__, authz.app", ("faststream", "typer")) == []
+
+
 def _python_files() -> list[Path]:
     return [f for package in PACKAGES for f in (ROOT / package).rglob("*.py")]
 
