@@ -1,0 +1,43 @@
+"""The auth endpoint as the ``gateway`` Redis user: it does its work and Redis refuses nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from pydantic import SecretStr
+
+from contracts.token_format import mint, secret_digest
+from tests.authz import authz_settings, running_endpoint
+from tests.test_acl import INSPECTOR, AclServer, _refusals, acl_server, connect  # noqa: F401 (fixtures)
+from token_service.redis.acl import dev_password
+from token_service.settings import ServiceSettings
+
+
+async def test_the_endpoint_checks_and_reports_as_the_gateway_user(
+    acl_server: AclServer,  # noqa: F811 (the fixture)
+    connect: Any,  # noqa: F811 (the fixture)
+) -> None:
+    keys, inspector = acl_server.keys, await connect(INSPECTOR)
+    secret = mint()
+    fields = ["token_id", "01AUTHZACL", "scopes", "entities:read"]
+    service_user = await connect("token-service")  # the one that writes secret hashes
+    await service_user.hset(keys.secret(secret_digest(secret)), items=fields)
+    service = ServiceSettings(redis_url=acl_server.server.url, key_prefix=keys.prefix)
+    settings = authz_settings(
+        service, redis_username="gateway", redis_password=SecretStr(dev_password("gateway"))
+    )
+    read = {"X-Original-URI": "/api/entities/1", "X-Original-Method": "GET"}
+    async with running_endpoint(settings) as endpoint, aiohttp.ClientSession() as http:
+        check = f"http://127.0.0.1:{endpoint.server.port}/check"
+        for token, status in ((secret, 200), (mint(), 401), (secret, 200)):
+            headers = {**read, "Authorization": f"Bearer {token}"}
+            async with http.get(check, headers=headers) as response:
+                assert response.status == status
+        assert endpoint.health is not None
+        for path in ("/readyz", "/metrics"):
+            async with http.get(f"http://127.0.0.1:{endpoint.health.port}{path}") as response:
+                assert response.status == 200
+    # stopping flushed the usage report, as the gateway user
+    assert await inspector.xlen(keys.usage) == 1
+    assert await _refusals(inspector) == []
