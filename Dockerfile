@@ -7,6 +7,7 @@ COPY token_service token_service
 COPY workers workers
 COPY tokenctl tokenctl
 COPY specs specs
-RUN pip install --no-cache-dir ".[service,cli]"
+COPY authz authz
+RUN pip install --no-cache-dir ".[service,cli,authz]"
 USER nobody
 CMD ["python", "-m", "token_service"]

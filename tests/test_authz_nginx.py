@@ -19,7 +19,7 @@ from yarl import URL
 from authz.app import Endpoint
 from contracts.token_format import mint, secret_digest
 from tests.authz import authz_settings, running_endpoint
-from tests.nginx import Nginx, nginx
+from tests.nginx import NGINX_CONF, Nginx, nginx
 from token_service.client import TokenClient
 from token_service.keys import Keys
 from token_service.redis.embedded import EmbeddedRedis, free_port
@@ -197,3 +197,8 @@ async def test_the_auth_endpoint_itself_down_denies_too(
         status, _, _ = await _get(http, front, "/api/entities/1", mint())
     assert status == 503
     assert upstream.seen == []
+
+
+def test_the_readme_shows_the_nginx_configuration_these_tests_run() -> None:
+    readme = (NGINX_CONF.parent.parent.parent / "README.md").read_text(encoding="utf-8")
+    assert f"```nginx\n{NGINX_CONF.read_text(encoding='utf-8')}```" in readme
