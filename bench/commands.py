@@ -300,6 +300,7 @@ def start_baseline(url: str, stream: str) -> subprocess.Popen[bytes]:
 def start_service(url: str, prefix: str) -> subprocess.Popen[bytes]:
     """``python -m token_service`` on ``url``, with ``bench`` as administrator."""
     env = clean_env() | {"REDIS_URL": url, "TOKENS_ADMINS": ACTOR, "TOKENS_KEY_PREFIX": prefix}
+    env["TOKENS_TRUST_SHARED_STREAM"] = "true"  # the bench writes version 1 commands
     return spawn(["-m", "token_service"], env)
 
 

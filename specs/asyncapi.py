@@ -57,7 +57,12 @@ def _document_settings() -> tuple[ServiceSettings, AuditSettings]:
     # Settings with placeholders where a real process puts its own host and process id.
     url = "redis://localhost:6379/0"
     return (
-        ServiceSettings(redis_url=url, consumer_name="{hostname}-{pid}"),
+        ServiceSettings(
+            redis_url=url,
+            consumer_name="{hostname}-{pid}",
+            trust_shared_stream=True,
+            publishers=["console:delegating"],
+        ),
         AuditSettings(redis_url=url, consumer_name="{hostname}-{pid}"),
     )
 

@@ -49,6 +49,7 @@ def settings(redis_server: EmbeddedRedis, captured_logs: io.StringIO) -> Service
         consumer_name=f"test-{uuid.uuid4().hex[:6]}",
         claim_idle_ms=500,
         poll_ms=20,
+        trust_shared_stream=True,
     )
 
 

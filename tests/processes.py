@@ -64,6 +64,7 @@ def service_process(
         "TOKENS_CLAIM_IDLE_MS": "1000",
         "TOKENS_BATCH_SIZE": "50",
         "TOKENS_HTTP_PORT": "0",
+        "TOKENS_TRUST_SHARED_STREAM": "true",
     }
     with _process(
         "token_service", _base_env(settings, {**defaults, **(env or {})}), log, *args

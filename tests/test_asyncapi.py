@@ -31,6 +31,7 @@ def test_document_describes_every_channel_of_the_contract() -> None:
     addresses = {channel["address"] for channel in channels}
     assert addresses == {
         "tokens:commands",
+        "tokens:commands:console",
         "tokens:events",
         "tokens:usage",
         "tokens:dead-letter",
@@ -66,6 +67,7 @@ def _payload_refs(document: dict[str, Any], address: str) -> set[str]:
     ("address", "models"),
     [
         ("tokens:commands", {"GenerateToken", "RevokeToken", "RotateToken"}),
+        ("tokens:commands:console", {"GenerateToken", "RevokeToken", "RotateToken"}),
         (
             "tokens:events",
             {"TokenCreated", "TokenRevoked", "TokenRotated", "TokenExpired", "CommandRejected"},
@@ -103,4 +105,4 @@ def test_official_asyncapi_parser_accepts_the_document() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "valid AsyncAPI 3.0.0, 6 channels" in result.stdout
+    assert "valid AsyncAPI 3.0.0, 7 channels" in result.stdout

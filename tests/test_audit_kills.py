@@ -12,6 +12,7 @@ here from the input: last use per token, uses per day, and the event ids marked 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import random
@@ -156,6 +157,105 @@ async def _delivered_past(redis: Redis, keys: Keys, entry_id: str) -> bool:
     return _id(group["last-delivered-id"]) >= _id(entry_id)
 
 
+async def _tokens_under_both_prefixes(
+    client: TokenClient, redis: Redis, keys: Keys, clean_keys: Keys
+) -> list[str]:
+    """``TOKENS`` tokens made by the service, copied as they are under the clean prefix."""
+    token_ids = []
+    for n in range(TOKENS):
+        reply = await client.generate(f"used-{n}", ["entities:read"])
+        assert reply.token is not None
+        token_ids.append(reply.token.id)
+    for token_id in token_ids:  # the same tokens exist under the clean prefix
+        record = cast(dict[str, str], await redis.hgetall(keys.token(token_id)))
+        await redis.hset(clean_keys.token(token_id), mapping=record)  # type: ignore[arg-type]
+    return token_ids
+
+
+class _FaultyRun:
+    """The audit worker under test, fed chunk after chunk and killed in bursts, a fresh
+    process (logging to a file of its own) after each kill; the clean prefix gets the same
+    chunks."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: ServiceSettings,
+        clean_keys: Keys,
+        rng: random.Random,
+        logs: Path,
+    ) -> None:
+        self.redis, self.settings, self.rng, self.logs = redis, settings, rng, logs
+        self.keys = Keys(settings.key_prefix)
+        self.streams = [self.keys.usage, clean_keys.usage]
+        self.generation = 0
+        self.pending_at_kill: list[int] = []
+        self._stack = ExitStack()
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        log = self.logs / f"audit-{self.generation}.log"
+        env = {"AUDIT_BATCH_SIZE": str(BATCH)}
+        return self._stack.enter_context(audit_worker_process(self.settings, log, env=env))
+
+    async def write_all_with_kills(self, chunks: list[list[bytes]], kill_after: list[int]) -> None:
+        """Every chunk; at each chunk in ``kill_after``, a burst of ``BURST_CHUNKS`` chunks
+        that the worker is killed in the middle of."""
+        n = 0
+        while n < len(chunks):
+            if n not in kill_after:
+                await _write(self.redis, self.streams, chunks[n])
+                await asyncio.sleep(0.01)
+                n += 1
+                continue
+            await self._kill_mid_burst(
+                [data for chunk in chunks[n : n + BURST_CHUNKS] for data in chunk]
+            )
+            n += BURST_CHUNKS
+
+    async def _kill_mid_burst(self, burst: list[bytes]) -> None:
+        """Let this worker catch up once, so that it surely runs; then land a burst and kill
+        it once it has read into the burst, before it has read it all."""
+        redis, keys = self.redis, self.keys
+        await until(lambda: _newest_delivered(redis, keys), 30, "worker catches up")
+        ids = await _write(redis, self.streams, burst)
+        mark = ids[self.rng.randrange(len(burst) // 4, len(burst) * 3 // 4)]
+        await until(functools.partial(_delivered_past, redis, keys, mark), 30, "burst read")
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        self.pending_at_kill.append(await _pending(redis, keys))
+        self._stack.close()
+        self._stack = ExitStack()
+        self.generation += 1
+        self.process = self._start()
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def _folded_exactly_as_computed(faulty: Folded, reference: Folded, given: Input) -> None:
+    assert faulty == reference
+    assert faulty.last_used_ms == given.last_used_ms
+    assert faulty.daily == given.daily
+    assert faulty.seen == given.event_ids
+    assert faulty.unknown_keys == []
+
+
+async def _readers_see_the_last_uses(
+    redis: Redis, keys: Keys, token_ids: list[str], given: Input
+) -> None:
+    store = TokenStore(redis, keys, 1000)
+    for token_id in token_ids:
+        view = await store.get(token_id)
+        assert view is not None
+        assert view.last_used_at == from_millis(given.last_used_ms[token_id])
+
+
+def _no_token_in_the_workers_logs(logs: Path) -> None:
+    text = "".join(path.read_text() for path in sorted(logs.glob("audit-*.log")))
+    assert tokens_in_lines(text.splitlines()) == []
+
+
 @pytest.mark.slow
 async def test_audit_worker_killed_at_random_points_counts_exactly_like_a_clean_run(
     client: TokenClient, settings: ServiceSettings, redis: Redis, keys: Keys, tmp_path: Path
@@ -163,60 +263,22 @@ async def test_audit_worker_killed_at_random_points_counts_exactly_like_a_clean_
     seed = int(os.environ.get("FAULT_SEED", random.randrange(2**32)))
     print(f"\nFIGURES audit-kills: seed={seed} (FAULT_SEED={seed} repeats this run)")
     rng = random.Random(seed)
-    token_ids = []
-    for n in range(TOKENS):
-        reply = await client.generate(f"used-{n}", ["entities:read"])
-        assert reply.token is not None
-        token_ids.append(reply.token.id)
     clean = settings.model_copy(update={"key_prefix": f"{settings.key_prefix}-clean"})
     clean_keys = Keys(clean.key_prefix)
-    for token_id in token_ids:  # the same tokens exist under the clean prefix
-        record = cast(dict[str, str], await redis.hgetall(keys.token(token_id)))
-        await redis.hset(clean_keys.token(token_id), mapping=record)  # type: ignore[arg-type]
+    token_ids = await _tokens_under_both_prefixes(client, redis, keys, clean_keys)
     given = _make_input(rng, token_ids)
     chunks = [given.entries[i : i + CHUNK] for i in range(0, len(given.entries), CHUNK)]
     kill_after = sorted(rng.sample(range(5, len(chunks) - 5, BURST_CHUNKS + 1), KILLS))
-    pending_at_kill: list[int] = []
 
     with ExitStack() as clean_run:
         clean_run.enter_context(audit_worker_process(clean, tmp_path / "audit-clean.log"))
-        workers = ExitStack()
-        generation = 0
-
-        def start_worker() -> subprocess.Popen[bytes]:
-            log = tmp_path / f"audit-{generation}.log"
-            env = {"AUDIT_BATCH_SIZE": str(BATCH)}
-            return workers.enter_context(audit_worker_process(settings, log, env=env))
-
-        worker = start_worker()
-        try:
-            n = 0
-            while n < len(chunks):
-                if n not in kill_after:
-                    await _write(redis, [keys.usage, clean_keys.usage], chunks[n])
-                    await asyncio.sleep(0.01)
-                    n += 1
-                    continue
-                # Let this worker catch up once, so that it surely runs; then land a burst
-                # and kill it once it has read into the burst, before it has read it all.
-                await until(lambda: _newest_delivered(redis, keys), 30, "worker catches up")
-                burst = [data for chunk in chunks[n : n + BURST_CHUNKS] for data in chunk]
-                ids = await _write(redis, [keys.usage, clean_keys.usage], burst)
-                mark = ids[rng.randrange(len(burst) // 4, len(burst) * 3 // 4)]
-                await until(functools.partial(_delivered_past, redis, keys, mark), 30, "burst read")
-                worker.send_signal(signal.SIGKILL)
-                worker.wait(10)
-                pending_at_kill.append(await _pending(redis, keys))
-                workers.close()
-                workers = ExitStack()
-                generation += 1
-                worker = start_worker()
-                n += BURST_CHUNKS
-            await until(lambda: _folded(redis, keys), 45, "faulty run folds everything")
-            await until(lambda: _folded(redis, clean_keys), 45, "clean run folds everything")
-            assert worker.poll() is None, "the last worker died by itself"
-        finally:
-            workers.close()
+        faulty_run = _FaultyRun(redis, settings, clean_keys, rng, tmp_path)
+        clean_run.enter_context(contextlib.closing(faulty_run))
+        await faulty_run.write_all_with_kills(chunks, kill_after)
+        await until(lambda: _folded(redis, keys), 45, "faulty run folds everything")
+        await until(lambda: _folded(redis, clean_keys), 45, "clean run folds everything")
+        assert faulty_run.process.poll() is None, "the last worker died by itself"
+    generation, pending_at_kill = faulty_run.generation, faulty_run.pending_at_kill
 
     faulty = await _read_back(redis, keys, token_ids, given.event_ids)
     reference = await _read_back(redis, clean_keys, token_ids, given.event_ids)
@@ -229,17 +291,8 @@ async def test_audit_worker_killed_at_random_points_counts_exactly_like_a_clean_
     )
     assert generation == KILLS
     assert any(pending_at_kill), "no kill left entries pending: the claim path went untested"
-    assert faulty == reference
-    assert faulty.last_used_ms == given.last_used_ms
-    assert faulty.daily == given.daily
-    assert faulty.seen == given.event_ids
-    assert faulty.unknown_keys == []
-    store = TokenStore(redis, keys, 1000)
-    for token_id in token_ids:  # and as readers see it
-        view = await store.get(token_id)
-        assert view is not None
-        assert view.last_used_at == from_millis(given.last_used_ms[token_id])
+    _folded_exactly_as_computed(faulty, reference, given)
+    await _readers_see_the_last_uses(redis, keys, token_ids, given)
     for stream_keys in (keys, clean_keys):
         assert await redis.xlen(stream_keys.dead_letter) == 0
-    logs = "".join(path.read_text() for path in sorted(tmp_path.glob("audit-*.log")))  # noqa: ASYNC240
-    assert tokens_in_lines(logs.splitlines()) == []
+    _no_token_in_the_workers_logs(tmp_path)

@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
+import pytest
 from pydantic import SecretStr
 
 from contracts.token_format import mint, secret_digest
+from tests.acl_server import INSPECTOR, AclServer, Connect, acl_server_in, logins, refusals
 from tests.authz import authz_settings, running_endpoint
-from tests.test_acl import INSPECTOR, AclServer, _refusals, acl_server, connect  # noqa: F401 (fixtures)
 from token_service.redis.acl import dev_password
 from token_service.settings import ServiceSettings
 
 
+@pytest.fixture
+def acl_server(tmp_path: Path) -> Iterator[AclServer]:
+    """A fresh redis-server with the rendered ACL file, the default user off."""
+    yield from acl_server_in(tmp_path)
+
+
+@pytest.fixture
+async def connect(acl_server: AclServer) -> AsyncIterator[Connect]:
+    """``await connect(user)``: a decoding client logged in as that user."""
+    async with logins(acl_server) as connect:
+        yield connect
+
+
 async def test_the_endpoint_checks_and_reports_as_the_gateway_user(
-    acl_server: AclServer,  # noqa: F811 (the fixture)
-    connect: Any,  # noqa: F811 (the fixture)
+    acl_server: AclServer, connect: Connect
 ) -> None:
     keys, inspector = acl_server.keys, await connect(INSPECTOR)
     secret = mint()
@@ -40,4 +54,4 @@ async def test_the_endpoint_checks_and_reports_as_the_gateway_user(
                 assert response.status == 200
     # stopping flushed the usage report, as the gateway user
     assert await inspector.xlen(keys.usage) == 1
-    assert await _refusals(inspector) == []
+    assert await refusals(inspector) == []

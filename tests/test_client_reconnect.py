@@ -17,6 +17,7 @@ from contracts import CommandReply
 from tests.conftest import ADMIN
 from tests.faults import durable_server
 from tests.processes import service_process
+from token_service.app import Service
 from token_service.client import ReplyTimeout, TokenClient
 from token_service.redis.embedded import EmbeddedRedis
 from token_service.settings import ServiceSettings
@@ -82,3 +83,22 @@ async def test_client_closes_promptly_while_redis_is_away(durable_redis: Embedde
         await asyncio.wait_for(client.__aexit__(None, None, None), 3.0)
     finally:
         await redis.aclose()
+
+
+async def test_a_thousand_concurrent_calls_share_one_client_with_its_default_pool(
+    service: Service, settings: ServiceSettings
+) -> None:
+    shared = Redis.from_url(settings.redis_url or "")  # redis-py's default pool
+    try:
+        async with TokenClient(
+            shared, actor=ADMIN, key_prefix=settings.key_prefix, timeout=60
+        ) as client:
+            replies = await asyncio.gather(
+                *(client.generate(f"load-{n}", ["entities:read"]) for n in range(1_000)),
+                return_exceptions=True,
+            )
+    finally:
+        await shared.aclose()
+    failures = [r for r in replies if isinstance(r, BaseException)]
+    assert failures == []
+    assert all(reply.ok for reply in replies if not isinstance(reply, BaseException))

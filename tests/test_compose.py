@@ -125,6 +125,14 @@ def test_each_app_service_logs_in_as_its_own_user_with_a_password_the_acl_knows(
     assert len(usernames) == len(APP_SERVICES)
 
 
+def test_the_service_trusts_no_shared_stream_and_each_publisher_has_a_user() -> None:
+    env = _environment("token-service")
+    assert env["TOKENS_TRUST_SHARED_STREAM"] == "false"
+    for publisher in env["TOKENS_PUBLISHERS"].split(","):
+        name = publisher.partition(":")[0]
+        assert _acl_line(f"publisher-{name}")
+
+
 def test_app_services_wait_for_a_healthy_redis_and_listen_beyond_loopback() -> None:
     services = _compose()["services"]
     for service, http in zip(APP_SERVICES, ("TOKENS_HTTP", "AUDIT_HTTP"), strict=True):
@@ -199,7 +207,9 @@ def test_the_health_checks_pass_against_real_processes_with_the_compose_settings
         # Never the machine's own Redis on 6379: the check is pointed at ours.
         redis_check = redis_check.replace("redis-cli", f"redis-cli -p {server.port}", 1)
         _healthy_shell(redis_check, {"REDISCLI_AUTH": _environment("redis")["REDISCLI_AUTH"]})
-        settings = ServiceSettings(redis_url=server.url, key_prefix=prefix)
+        settings = ServiceSettings(
+            redis_url=server.url, key_prefix=prefix, trust_shared_stream=True
+        )
         log = tmp_path / "processes.log"
         ports = {service: free_port() for service in APP_SERVICES}
         envs = {

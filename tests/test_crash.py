@@ -34,7 +34,7 @@ async def test_sigkill_mid_burst_then_restart_applies_every_command_once(
 ) -> None:
     log = tmp_path / "service.log"
     ids = [f"burst-{n:04d}" for n in range(BURST)]
-    async with listening(redis, "r-burst") as replies:
+    async with listening(redis, f"{keys.prefix}:replies:r-burst") as replies:
         with service_process(settings, log) as first:
             await until(lambda: _group_exists(redis, keys), 20, "service ready")
             for start in range(0, BURST, 100):
@@ -46,7 +46,7 @@ async def test_sigkill_mid_burst_then_restart_applies_every_command_once(
                             "actor": ADMIN,
                             "name": command_id,
                             "scopes": ["entities:read"],
-                            "reply_to": "r-burst",
+                            "reply_to": f"{keys.prefix}:replies:r-burst",
                         }
                         pipe.xadd(keys.commands, {"data": orjson.dumps(command)})
                     await pipe.execute()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, cast
 
 import orjson
+import pytest
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
@@ -40,8 +42,12 @@ async def _pending(redis: Redis, keys: Keys) -> int:
 async def test_command_sent_before_the_first_start_is_processed(
     settings: ServiceSettings, redis: Redis, keys: Keys
 ) -> None:
-    async with listening(redis, "r-early") as replies:
-        await send_raw(redis, keys.commands, data=_generate("c-early", "early", "r-early"))
+    async with listening(redis, f"{keys.prefix}:replies:r-early") as replies:
+        await send_raw(
+            redis,
+            keys.commands,
+            data=_generate("c-early", "early", f"{keys.prefix}:replies:r-early"),
+        )
         service = build_service(settings)
         await service.app.start()
         try:
@@ -55,13 +61,19 @@ async def test_command_sent_before_the_first_start_is_processed(
 async def test_bad_entries_go_to_dead_letter_and_the_next_command_still_runs(
     service: Service, redis: Redis, keys: Keys
 ) -> None:
-    async with listening(redis, "r-dlq") as replies:
+    async with listening(redis, f"{keys.prefix}:replies:r-dlq") as replies:
         await redis.xadd(keys.commands, {"data": b"\xff\xfe not json"})
         await redis.xadd(keys.commands, {"data": b"[1, 2, 3]"})
         await redis.xadd(keys.commands, {"payload": b"{}"})
-        unknown = {"type": "DeleteEverything", "command_id": "c-x", "reply_to": "r-dlq"}
+        unknown = {
+            "type": "DeleteEverything",
+            "command_id": "c-x",
+            "reply_to": f"{keys.prefix}:replies:r-dlq",
+        }
         await send_raw(redis, keys.commands, data=unknown)
-        await send_raw(redis, keys.commands, data=_generate("c-after", "after", "r-dlq"))
+        await send_raw(
+            redis, keys.commands, data=_generate("c-after", "after", f"{keys.prefix}:replies:r-dlq")
+        )
         after = await replies.wait_for("c-after")
         refusal = await replies.wait_for(None)
     assert after.ok
@@ -86,28 +98,52 @@ async def _no_pending(redis: Redis, keys: Keys) -> bool:
     return await _pending(redis, keys) == 0
 
 
-async def test_faststream_request_gets_its_reply(
-    service: Service, settings: ServiceSettings, keys: Keys
+async def test_faststream_publisher_gets_its_reply_under_the_reply_prefix(
+    service: Service, settings: ServiceSettings, redis: Redis, keys: Keys
 ) -> None:
+    """FastStream's envelope works; its reply_to header obeys the same rule as the field."""
+    channel = f"{keys.prefix}:replies:fs-{uuid.uuid4().hex}"
     broker = RedisBroker(settings.redis_url or "")
     await broker.start()
     try:
-        command = {k: v for k, v in _generate("c-fs", "via-faststream", "").items() if v}
-        response = await broker.request(command, stream=keys.commands, timeout=5)
-        reply = orjson.loads(response.body)
+        async with listening(redis, channel) as replies:
+            command = {k: v for k, v in _generate("c-fs", "via-faststream", "").items() if v}
+            await broker.publish(command, stream=keys.commands, reply_to=channel)
+            reply = await replies.wait_for("c-fs", limit_s=10)
     finally:
         await broker.stop()
-    assert reply["command_id"] == "c-fs"
-    assert reply["ok"] is True
-    assert reply["secret"].startswith("tok_")
+    assert reply.ok
+    assert reply.secret is not None
+
+
+async def test_faststream_request_with_a_random_reply_channel_is_refused_not_applied(
+    service: Service, settings: ServiceSettings, redis: Redis, keys: Keys
+) -> None:
+    """broker.request() listens on a random channel outside the reply prefix: refused."""
+    broker = RedisBroker(settings.redis_url or "")
+    await broker.start()
+    try:
+        command = {k: v for k, v in _generate("c-fs-req", "via-request", "").items() if v}
+        with pytest.raises(TimeoutError):
+            await broker.request(command, stream=keys.commands, timeout=2)
+    finally:
+        await broker.stop()
+    await wait_for(lambda: _no_pending(redis, keys))
+    assert await events_of(redis, keys.events, "TokenCreated") == []
+    (refused,) = await events_of(redis, keys.events, "CommandRejected")
+    assert refused["code"] == "invalid"
 
 
 async def test_entry_left_by_a_crashed_consumer_is_claimed_and_applied_once(
     settings: ServiceSettings, redis: Redis, keys: Keys
 ) -> None:
     await redis.xgroup_create(keys.commands, GROUP, id="0", mkstream=True)
-    async with listening(redis, "r-claim") as replies:
-        await send_raw(redis, keys.commands, data=_generate("c-orphan", "orphan", "r-claim"))
+    async with listening(redis, f"{keys.prefix}:replies:r-claim") as replies:
+        await send_raw(
+            redis,
+            keys.commands,
+            data=_generate("c-orphan", "orphan", f"{keys.prefix}:replies:r-claim"),
+        )
         # A consumer that read the entry and died before acknowledging it.
         await redis.xreadgroup(GROUP, "ghost", {keys.commands: ">"}, count=10)
         service = build_service(settings)
@@ -130,9 +166,17 @@ async def test_entry_that_keeps_failing_is_dead_lettered_and_the_stream_goes_on(
     service = build_service(settings.model_copy(update={"max_deliveries": 2}))
     await service.app.start()
     try:
-        async with listening(redis, "r-cursed") as replies:
-            await send_raw(redis, keys.commands, data=_generate("c-cursed", "cursed", "r-cursed"))
-            await send_raw(redis, keys.commands, data=_generate("c-fine", "fine", "r-cursed"))
+        async with listening(redis, f"{keys.prefix}:replies:r-cursed") as replies:
+            await send_raw(
+                redis,
+                keys.commands,
+                data=_generate("c-cursed", "cursed", f"{keys.prefix}:replies:r-cursed"),
+            )
+            await send_raw(
+                redis,
+                keys.commands,
+                data=_generate("c-fine", "fine", f"{keys.prefix}:replies:r-cursed"),
+            )
             assert (await replies.wait_for("c-fine")).ok
             await wait_for(lambda: _dead_letters(redis, keys), limit_s=15)
             gave_up = await replies.wait_for("c-cursed")
@@ -157,13 +201,17 @@ async def test_command_applied_but_not_acknowledged_is_answered_as_a_duplicate(
     """A consumer that ran the script and died before its XACK: the retry changes nothing."""
     service = build_service(settings)
     await service.group.ensure()
-    async with listening(redis, "r-half") as replies:
-        await send_raw(redis, keys.commands, data=_generate("c-half", "half", "r-half"))
+    async with listening(redis, f"{keys.prefix}:replies:r-half") as replies:
+        await send_raw(
+            redis, keys.commands, data=_generate("c-half", "half", f"{keys.prefix}:replies:r-half")
+        )
         read = await service.store.redis.xreadgroup(GROUP, "ghost", {keys.commands: ">"})
         ((_, [(_entry_id, fields)]),) = cast(list[tuple[str, list[Any]]], read)
         parsed = open_entry({k.encode(): v.encode() for k, v in fields.items()})
         assert isinstance(parsed, Parsed)
-        mutation = handle(parsed.command, service.pipeline.context())
+        mutation = handle(
+            parsed.command, service.pipeline.issuer(parsed.about), service.pipeline.context()
+        )
         assert isinstance(mutation, NewToken)
         assert isinstance((await service.store.apply([mutation]))[0], Applied)
         await service.app.start()
@@ -183,10 +231,12 @@ async def test_entry_older_than_the_command_id_memory_is_not_replayed(
     service: Service, redis: Redis, keys: Keys
 ) -> None:
     """After a lost group, history would be read again; old commands must not reapply."""
-    async with listening(redis, "r-old") as replies:
-        old = _generate("c-ancient", "ancient", "r-old")
+    async with listening(redis, f"{keys.prefix}:replies:r-old") as replies:
+        old = _generate("c-ancient", "ancient", f"{keys.prefix}:replies:r-old")
         await redis.xadd(keys.commands, {"data": orjson.dumps(old)}, id="1000-0")
-        await send_raw(redis, keys.commands, data=_generate("c-new", "new", "r-old"))
+        await send_raw(
+            redis, keys.commands, data=_generate("c-new", "new", f"{keys.prefix}:replies:r-old")
+        )
         assert (await replies.wait_for("c-new")).ok
     (letter,) = await stream_data(redis, keys.dead_letter)
     assert letter["entry_id"] == "1000-0"
@@ -199,13 +249,17 @@ async def test_applied_entry_that_keeps_coming_back_is_answered_not_dead_lettere
 ) -> None:
     service = build_service(settings.model_copy(update={"max_deliveries": 1}))
     await service.group.ensure()
-    async with listening(redis, "r-back") as replies:
-        await send_raw(redis, keys.commands, data=_generate("c-back", "back", "r-back"))
+    async with listening(redis, f"{keys.prefix}:replies:r-back") as replies:
+        await send_raw(
+            redis, keys.commands, data=_generate("c-back", "back", f"{keys.prefix}:replies:r-back")
+        )
         read = await service.store.redis.xreadgroup(GROUP, "ghost", {keys.commands: ">"})
         ((_, [(entry_id, fields)]),) = cast(list[tuple[str, list[Any]]], read)
         parsed = open_entry({k.encode(): v.encode() for k, v in fields.items()})
         assert isinstance(parsed, Parsed)
-        mutation = handle(parsed.command, service.pipeline.context())
+        mutation = handle(
+            parsed.command, service.pipeline.issuer(parsed.about), service.pipeline.context()
+        )
         assert isinstance(mutation, NewToken)
         await service.store.apply([mutation])
         # Delivered many times already, as if each consumer died before its XACK.

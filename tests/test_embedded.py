@@ -14,7 +14,13 @@ async def test_service_runs_on_the_fakeredis_fallback() -> None:
     server = EmbeddedRedis.start(prefer_real=False)
     assert server.kind == "fakeredis"
     service = build_service(
-        ServiceSettings(redis_url=server.url, http_port=None, admins=["a"], poll_ms=20)
+        ServiceSettings(
+            redis_url=server.url,
+            http_port=None,
+            admins=["a"],
+            poll_ms=20,
+            trust_shared_stream=True,
+        )
     )
     await service.app.start()
     redis = Redis.from_url(server.url, decode_responses=True)

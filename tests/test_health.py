@@ -58,6 +58,7 @@ async def test_processes_are_ready_only_once_redis_answers(tmp_path: Path) -> No
         "TOKENS_HTTP_PORT": str(service_port),
         "AUDIT_HTTP_PORT": str(worker_port),
         "TOKENS_POLL_MS": "20",
+        "TOKENS_TRUST_SHARED_STREAM": "true",
     }
     processes = [
         _spawn("token_service", env, tmp_path / "service.log"),

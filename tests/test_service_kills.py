@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -21,7 +22,7 @@ from redis.asyncio import Redis
 
 from tests.faults import generate, until
 from tests.processes import service_process
-from tests.streams import events_of, listening
+from tests.streams import Replies, events_of, listening
 from token_service.commands.pipeline import GROUP
 from token_service.keys import Keys
 from token_service.settings import ServiceSettings
@@ -109,6 +110,101 @@ async def _resend(redis: Redis, keys: Keys, entry_ids: list[str]) -> int:
     return len(entry_ids)
 
 
+async def _send_wave(redis: Redis, keys: Keys, command_ids: list[str]) -> int:
+    """XADD one wave of commands at once; how many entries the stream had before it.
+
+    Counted in stream entries: resent commands are entries too.
+    """
+    before = int((await redis.xinfo_stream(keys.commands))["entries-added"])
+    async with redis.pipeline(transaction=False) as pipe:
+        for command_id in command_ids:
+            command: dict[str, Any] = {
+                **generate(command_id),
+                "reply_to": f"{keys.prefix}:replies:r-kills",
+            }
+            pipe.xadd(keys.commands, {"data": orjson.dumps(command)})
+        await pipe.execute()
+    return before
+
+
+@dataclass
+class _Kills:
+    """Who was killed where, and what the dead left behind."""
+
+    killed: list[str] = field(default_factory=list)
+    points: list[int] = field(default_factory=list)
+    reclaimed: int = 0
+    resent: int = 0
+
+
+async def _kill_one_mid_wave(
+    redis: Redis,
+    keys: Keys,
+    fleet: _Fleet,
+    rng: random.Random,
+    wave: int,
+    before: int,
+    kills: _Kills,
+) -> None:
+    """SIGKILL a random one of the fleet at a random point of the wave, while it holds
+    entries; half of what it left pending is sent again at once."""
+    point = rng.randint(20, WAVE // 2)
+    kills.points.append(wave * WAVE + point)
+    victim = rng.choice(sorted(fleet.running))
+    await _delivered(redis, keys, before + point)
+    await _holding(redis, keys, victim)
+    name, successor = fleet.kill(victim)
+    kills.killed.append(name)
+    left = await _pending_of(redis, keys, name)
+    kills.reclaimed += len(left)
+    # Some publishers do not wait: they send the same command again at once.
+    kills.resent += await _resend(redis, keys, left[: len(left) // 2])
+    await until(partial(_reading, fleet.log_of(successor)), 20, "successor up")
+
+
+async def _burst_with_a_kill_in_each_wave_but_the_last(
+    redis: Redis, keys: Keys, fleet: _Fleet, rng: random.Random, ids: list[str]
+) -> _Kills:
+    kills = _Kills()
+    for wave in range(WAVES):
+        before = await _send_wave(redis, keys, ids[wave * WAVE : (wave + 1) * WAVE])
+        if wave == WAVES - 1:
+            break
+        # Both are busy with the wave now: kill one at a random point of it.
+        await _kill_one_mid_wave(redis, keys, fleet, rng, wave, before, kills)
+    return kills
+
+
+async def _sent_again_long_after_the_answer(
+    redis: Redis, keys: Keys, replies: Replies, again: list[str]
+) -> None:
+    """What some publishers do: the same command again, long after its answer came."""
+    for command_id in again:
+        command = {**generate(command_id), "reply_to": f"{keys.prefix}:replies:r-kills"}
+        await redis.xadd(keys.commands, {"data": orjson.dumps(command)})
+
+    async def all_again_answered() -> bool:
+        return all(len(replies.for_command(c)) >= 2 for c in again)
+
+    await until(all_again_answered, 30, "repeats answered")
+
+
+async def _every_command_applied_once(
+    redis: Redis, keys: Keys, per_command: Counter[str], ids: list[str]
+) -> None:
+    assert set(per_command) == set(ids), "a command was never applied"
+    assert max(per_command.values()) == 1, "a command was applied twice"
+    assert await redis.zcard(keys.index) == BURST
+
+
+def _each_first_reply_once_and_no_secret_twice(
+    replies: Replies, first_replies: Counter[str | None]
+) -> None:
+    assert all(reply.ok for reply in replies.received)
+    assert max(first_replies.values()) == 1, "two first replies to one command"
+    assert all(r.secret is None for r in replies.received if r.duplicate)
+
+
 @pytest.mark.slow
 async def test_service_killed_five_times_mid_burst_applies_every_command_once(
     settings: ServiceSettings, redis: Redis, keys: Keys, tmp_path: Path
@@ -118,49 +214,16 @@ async def test_service_killed_five_times_mid_burst_applies_every_command_once(
     rng = random.Random(seed)
     ids = [f"kill-{n:05d}" for n in range(BURST)]
     started = time.monotonic()
-    reclaimed = resent = 0
-    killed: list[str] = []
-    points: list[int] = []
-    async with listening(redis, "r-kills") as replies:
+    async with listening(redis, f"{keys.prefix}:replies:r-kills") as replies:
         with contextlib.ExitStack() as stack:
             fleet = _Fleet(settings, tmp_path, stack)
             for name in (fleet.start(), fleet.start()):
                 await until(partial(_reading, fleet.log_of(name)), 20, f"{name} up")
-            for wave in range(WAVES):
-                # Counted in stream entries: resent commands are entries too.
-                before = int((await redis.xinfo_stream(keys.commands))["entries-added"])
-                async with redis.pipeline(transaction=False) as pipe:
-                    for command_id in ids[wave * WAVE : (wave + 1) * WAVE]:
-                        command: dict[str, Any] = {**generate(command_id), "reply_to": "r-kills"}
-                        pipe.xadd(keys.commands, {"data": orjson.dumps(command)})
-                    await pipe.execute()
-                if wave == WAVES - 1:
-                    break
-                # Both are busy with the wave now: kill one at a random point of it.
-                point = rng.randint(20, WAVE // 2)
-                points.append(wave * WAVE + point)
-                victim = rng.choice(sorted(fleet.running))
-                await _delivered(redis, keys, before + point)
-                await _holding(redis, keys, victim)
-                name, successor = fleet.kill(victim)
-                killed.append(name)
-                left = await _pending_of(redis, keys, name)
-                reclaimed += len(left)
-                # Some publishers do not wait: they send the same command again at once.
-                resent += await _resend(redis, keys, left[: len(left) // 2])
-                await until(partial(_reading, fleet.log_of(successor)), 20, "successor up")
+            kills = await _burst_with_a_kill_in_each_wave_but_the_last(redis, keys, fleet, rng, ids)
             await replies.wait_count(BURST, limit_s=45)
-
-            # And some send again long after their answer came.
-            again = rng.sample(ids, RESENT_AFTER)
-            for command_id in again:
-                command = {**generate(command_id), "reply_to": "r-kills"}
-                await redis.xadd(keys.commands, {"data": orjson.dumps(command)})
-
-            async def all_again_answered() -> bool:
-                return all(len(replies.for_command(c)) >= 2 for c in again)
-
-            await until(all_again_answered, 30, "repeats answered")
+            await _sent_again_long_after_the_answer(
+                redis, keys, replies, rng.sample(ids, RESENT_AFTER)
+            )
             await until(lambda: _nothing_pending(redis, keys), 30, "nothing pending")
             assert fleet.all_alive()
 
@@ -169,24 +232,21 @@ async def test_service_killed_five_times_mid_burst_applies_every_command_once(
         first_replies = Counter(r.command_id for r in replies.received if not r.duplicate)
         duplicates = sum(r.duplicate for r in replies.received)
         print(
-            f"FIGURES service-kills: sent={BURST} applied={len(created)} kills={len(killed)} "
-            f"kill_points={points} killed={killed} reclaimed={reclaimed} "
-            f"resent_at_once={resent} resent_later={RESENT_AFTER} "
+            f"FIGURES service-kills: sent={BURST} applied={len(created)} "
+            f"kills={len(kills.killed)} kill_points={kills.points} killed={kills.killed} "
+            f"reclaimed={kills.reclaimed} resent_at_once={kills.resent} "
+            f"resent_later={RESENT_AFTER} "
             f"duplicates_refused={duplicates} replies={len(replies.received)} "
             f"first_replies_lost_with_a_killed_process={BURST - len(first_replies)} "
             f"wall_s={time.monotonic() - started:.1f}"
         )
 
-    assert len(killed) == KILLS
-    assert set(per_command) == set(ids), "a command was never applied"
-    assert max(per_command.values()) == 1, "a command was applied twice"
-    assert await redis.zcard(keys.index) == BURST
-    assert all(reply.ok for reply in replies.received)
-    assert max(first_replies.values()) == 1, "two first replies to one command"
-    assert all(r.secret is None for r in replies.received if r.duplicate)
-    assert duplicates >= RESENT_AFTER + resent
+    assert len(kills.killed) == KILLS
+    await _every_command_applied_once(redis, keys, per_command, ids)
+    _each_first_reply_once_and_no_secret_twice(replies, first_replies)
+    assert duplicates >= RESENT_AFTER + kills.resent
     assert await redis.xlen(keys.dead_letter) == 0
-    assert reclaimed > 0, "no kill left work behind: the kills came at quiet moments"
+    assert kills.reclaimed > 0, "no kill left work behind: the kills came at quiet moments"
 
 
 async def _nothing_pending(redis: Redis, keys: Keys) -> bool:

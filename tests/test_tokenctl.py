@@ -29,6 +29,7 @@ def env(
 ) -> Iterator[dict[str, str]]:
     """A running service (with its audit worker) and the environment tokenctl reads."""
     settings = ServiceSettings(
+        trust_shared_stream=True,
         redis_url=redis_server.url,
         http_port=None,
         key_prefix=f"cli{uuid.uuid4().hex[:8]}",
@@ -155,6 +156,26 @@ def test_admins_add_list_remove(env: dict[str, str]) -> None:
     assert "bob" in orjson.loads(out)
     assert tokenctl(env, "admins", "remove", "bob")[0] == 0
     assert "bob" not in orjson.loads(tokenctl(env, "admins", "list", "--json")[1])
+
+
+def test_removing_an_admin_the_setting_lists_says_it_still_acts(env: dict[str, str]) -> None:
+    # The service's TOKENS_ADMINS lets ADMIN act whatever the set says; tokenctl, run in
+    # the same environment, knows it.
+    with_setting = {**env, "TOKENS_ADMINS": f"someone,{ADMIN}"}
+    assert tokenctl(with_setting, "admins", "add", ADMIN)[0] == 0
+    code, out = tokenctl(with_setting, "admins", "remove", ADMIN)
+    assert code == 1
+    admins_key = Keys(env["TOKENS_KEY_PREFIX"]).admins
+    assert f"{ADMIN} was removed from the {admins_key} set but still acts" in out
+    assert f"TOKENS_ADMINS setting lists {ADMIN}" in out
+    assert "restart" in out
+    assert ADMIN not in orjson.loads(tokenctl(env, "admins", "list", "--json")[1])
+    generate(env, "cli-still-admin")  # it does still act
+    code, out = tokenctl(with_setting, "admins", "remove", ADMIN, "--json")
+    assert code == 1
+    reply = orjson.loads(out)
+    assert (reply["ok"], reply["removed"]) == (False, False)
+    assert "TOKENS_ADMINS" in reply["error"]
 
 
 def test_audit_shows_changes_and_refusals_newest_first(env: dict[str, str]) -> None:

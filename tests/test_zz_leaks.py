@@ -39,17 +39,21 @@ async def test_no_plaintext_token_anywhere(
     rotated = await client.rotate(created.token.id, grace_seconds=600)
     assert rotated.secret is not None
     secrets = [created.secret, rotated.secret]
-    async with listening(redis, "r-leak") as replies:
+    async with listening(redis, f"{keys.prefix}:replies:r-leak") as replies:
         pasted = {
             "type": "RevokeToken",
             "command_id": "c-leak",
             "actor": ADMIN,
             "token_id": created.token.id,
             "reason": f"leaked {created.secret}",
-            "reply_to": "r-leak",
+            "reply_to": f"{keys.prefix}:replies:r-leak",
         }
         await send_raw(redis, keys.commands, data=pasted)
-        unknown = {"type": "Oops", "secret": rotated.secret, "reply_to": "r-leak"}
+        unknown = {
+            "type": "Oops",
+            "secret": rotated.secret,
+            "reply_to": f"{keys.prefix}:replies:r-leak",
+        }
         await send_raw(redis, keys.commands, data=unknown)
         await replies.wait_for("c-leak")
         await replies.wait_for(None)
@@ -104,8 +108,10 @@ async def test_no_plaintext_token_in_the_append_only_file_on_disk(
                 rotated = await c.rotate(created.token.id, grace_seconds=600)
                 assert rotated.secret is not None
                 secrets = [created.secret, rotated.secret]
-                async with listening(redis, "r-aof") as replies:
-                    for fields in _pasted(created.token.id, secrets, "r-aof"):
+                async with listening(redis, f"{keys.prefix}:replies:r-aof") as replies:
+                    for fields in _pasted(
+                        created.token.id, secrets, f"{keys.prefix}:replies:r-aof"
+                    ):
                         await send_raw(redis, keys.commands, **fields)
                     for command_id in ("c-aof-0", "c-aof-1", "c-aof-2", "c-aof-6", None):
                         reply = await replies.wait_for(command_id, limit_s=20)

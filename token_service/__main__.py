@@ -84,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     embedded: EmbeddedRedis | None = None
     if settings.redis_url is None:
         embedded = EmbeddedRedis.start()
-        settings = settings.model_copy(update={"redis_url": embedded.url})
+        # Nobody but this machine's user reaches an embedded Redis: its shared stream is
+        # trusted, so that redis-cli and version 1 publishers work out of the box.
+        settings = settings.model_copy(
+            update={"redis_url": embedded.url, "trust_shared_stream": True}
+        )
         _announce(embedded, settings, _bootstrap(settings))
     service = build_service(settings)
     worker = _start_audit_worker(settings) if options.with_audit_worker else None

@@ -22,8 +22,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--prefix", default="tokens", help="the key prefix (TOKENS_KEY_PREFIX)")
+    parser.add_argument(
+        "--publisher",
+        action="append",
+        help="a registered publisher's name (repeat; default: %(default)s)",
+    )
     options = parser.parse_args(argv)
-    sys.stdout.write(acl.render(options.prefix))
+    publishers = options.publisher or acl.DEFAULT_PUBLISHERS
+    sys.stdout.write(acl.render(options.prefix, publishers=publishers))
     return 0
 
 

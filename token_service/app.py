@@ -15,15 +15,19 @@ import structlog
 from faststream import FastStream
 from faststream.redis import RedisBroker
 from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
 
 from contracts import Command
 from token_service.commands.expiry import sweep_expired
-from token_service.commands.pipeline import GROUP, CommandPipeline
+from token_service.commands.pipeline import GROUP, CommandPipeline, Operations
 from token_service.keys import Keys
+from token_service.leaks import AofScrubber
 from token_service.ops.health import HealthServer, until_redis_answers
 from token_service.ops.metrics import CommandMetrics
+from token_service.ops.retention import keep_streams_trimmed
 from token_service.ops.tracing import Tracing, default_provider
 from token_service.outputs import declare_outputs
+from token_service.publishers import SHARED
 from token_service.redis.connection import redis_client
 from token_service.redis.groups import ConsumerGroup
 from token_service.redis.store import TokenStore
@@ -36,10 +40,16 @@ if TYPE_CHECKING:
 __all__ = ["Service", "build_service"]
 
 _log = structlog.get_logger("token_service")
-_COMMANDS = (
-    "Admin-side publishers XADD one command per entry (field `data`, a JSON object);"
-    " the token service consumes them in group `token-service` and answers each on"
-    " its `reply_to` channel."
+_OWN = (
+    "Publisher `{name}` XADDs one command per entry (field `data`, a JSON object) to its"
+    " own stream, which only its Redis user may write; the token service consumes it in"
+    " group `token-service` and answers each on its `reply_to` channel, which must be"
+    " under `<prefix>:replies:{name}:`."
+)
+_SHARED = (
+    "Version 1's shared stream, read only where the deployment trusts every writer"
+    " (TOKENS_TRUST_SHARED_STREAM): one command per entry (field `data`, a JSON object),"
+    " answered on its `reply_to` channel under `<prefix>:replies:`."
 )
 
 
@@ -51,8 +61,11 @@ class Service:
     broker: RedisBroker
     store: TokenStore
     group: ConsumerGroup
-    """This process's consumer of ``tokens:commands``."""
+    """This process's consumer of the first stream read."""
     pipeline: CommandPipeline
+    """The pipeline of the first stream read (version 1's shared one, when trusted)."""
+    pipelines: list[CommandPipeline]
+    """One per command stream read."""
     registry: CollectorRegistry
     """The process's Prometheus metrics."""
     health: HealthServer | None
@@ -69,39 +82,46 @@ def _broker(settings: ServiceSettings, tracing: Tracing) -> RedisBroker:
     )
 
 
-def _parts(
-    settings: ServiceSettings, tracer_provider: TracerProvider | None
-) -> tuple[RedisBroker, CommandPipeline, CollectorRegistry, HealthServer | None]:
+def _pipelines(settings: ServiceSettings, redis: Redis, ops: Operations) -> list[CommandPipeline]:
     keys = Keys(settings.key_prefix)
-    if tracer_provider is None and settings.otel_enabled:
-        tracer_provider = default_provider("token-service")
-    tracing = Tracing(tracer_provider)
-    redis = redis_client(settings, decode_responses=True)
     store = TokenStore(redis, keys, settings.command_ttl_seconds * 1000)
-    group = ConsumerGroup(
-        redis=redis,
-        stream=keys.commands,
+    pipelines = []
+    for source in settings.sources():
+        group = ConsumerGroup(
+            redis=redis,
+            stream=source.stream,
+            group=GROUP,
+            consumer=settings.consumer_name,
+            dead_letters=keys.dead_letter,
+            max_deliveries=settings.max_deliveries,
+        )
+        pipelines.append(CommandPipeline(source, store, group, settings, ops))
+    return pipelines
+
+
+def _subscribe(broker: RedisBroker, settings: ServiceSettings, pipeline: CommandPipeline) -> None:
+    name = pipeline.source.publisher.name
+    subscribe_batches(
+        broker,
+        stream=pipeline.group.stream,
         group=GROUP,
         consumer=settings.consumer_name,
-        dead_letters=keys.dead_letter,
-        max_deliveries=settings.max_deliveries,
+        batch_size=settings.batch_size,
+        poll_ms=settings.poll_ms,
+        claim_idle_ms=settings.claim_idle_ms,
+        handler=pipeline.process,
+        payload=Command,
+        description=_SHARED if name == SHARED else _OWN.format(name=name),
     )
-    registry = CollectorRegistry()
-    pipeline = CommandPipeline(store, group, settings, CommandMetrics(registry), tracing)
-    health = None
-    if settings.http_port is not None:
-        health = HealthServer(registry, settings.http_host, settings.http_port)
-        health.watch(redis, [(keys.commands, GROUP)])
-    return _broker(settings, tracing), pipeline, registry, health
 
 
 def _lifecycle(
     app: FastStream,
-    pipeline: CommandPipeline,
+    pipelines: list[CommandPipeline],
     settings: ServiceSettings,
     health: HealthServer | None,
 ) -> None:
-    store, group = pipeline.store, pipeline.group
+    store, scrubber = pipelines[0].store, pipelines[0].scrubber
     sweeper: list[asyncio.Task[None]] = []
 
     @app.on_startup
@@ -109,30 +129,35 @@ def _lifecycle(
         if health is not None:
             await health.start()
 
-        async def create_group_and_load_functions() -> None:
-            await group.ensure()
+        async def create_groups_and_load_functions() -> None:
+            for pipeline in pipelines:
+                await pipeline.group.ensure()
             # The audit worker's folds are in the library too: it waits for this.
             await store.load_functions()
 
-        await until_redis_answers(create_group_and_load_functions, "prepare")
+        await until_redis_answers(create_groups_and_load_functions, "prepare")
         _log.info(
             "service_starting",
             consumer=settings.consumer_name,
-            stream=group.stream,
-            group=group.group,
+            streams=[pipeline.group.stream for pipeline in pipelines],
+            group=GROUP,
             batch_size=settings.batch_size,
         )
 
     @app.after_startup
     async def start_sweeping() -> None:
         sweeper.append(asyncio.create_task(sweep_expired(store, settings.expiry_sweep_ms)))
+        trimming = keep_streams_trimmed(
+            store.redis, settings.retention(), settings.retention_every_s
+        )
+        sweeper.append(asyncio.create_task(trimming))
 
     @app.on_shutdown
     async def stop_sweeping() -> None:
         for task in sweeper:
             task.cancel()
         await asyncio.gather(*sweeper, return_exceptions=True)
-        await pipeline.scrubber.close()
+        await scrubber.close()
 
     @app.after_shutdown
     async def close() -> None:
@@ -151,28 +176,33 @@ def build_service(
     """
     if settings.redis_url is None:
         raise ValueError("REDIS_URL is required here; `python -m token_service` embeds one")
-    broker, pipeline, registry, health = _parts(settings, tracer_provider)
-    subscribe_batches(
-        broker,
-        stream=pipeline.group.stream,
-        group=GROUP,
-        consumer=settings.consumer_name,
-        batch_size=settings.batch_size,
-        poll_ms=settings.poll_ms,
-        claim_idle_ms=settings.claim_idle_ms,
-        handler=pipeline.process,
-        payload=Command,
-        description=_COMMANDS,
-    )
-    declare_outputs(broker, pipeline.keys)
+    if not settings.sources():
+        raise ValueError("nothing to read: set TOKENS_PUBLISHERS or TOKENS_TRUST_SHARED_STREAM")
+    if tracer_provider is None and settings.otel_enabled:
+        tracer_provider = default_provider("token-service")
+    tracing = Tracing(tracer_provider)
+    redis = redis_client(settings, decode_responses=True)
+    registry = CollectorRegistry()
+    ops = Operations(CommandMetrics(registry), tracing, AofScrubber(redis))
+    pipelines = _pipelines(settings, redis, ops)
+    health = None
+    if settings.http_port is not None:
+        health = HealthServer(registry, settings.http_host, settings.http_port)
+        health.watch(redis, [(pipeline.group.stream, GROUP) for pipeline in pipelines])
+    broker = _broker(settings, tracing)
+    for pipeline in pipelines:
+        _subscribe(broker, settings, pipeline)
+    declare_outputs(broker, pipelines[0].keys)
     app = FastStream(broker, logger=logging.getLogger("token_service.app"))
-    _lifecycle(app, pipeline, settings, health)
+    _lifecycle(app, pipelines, settings, health)
+    first = pipelines[0]
     return Service(
         app=app,
         broker=broker,
-        store=pipeline.store,
-        group=pipeline.group,
-        pipeline=pipeline,
+        store=first.store,
+        group=first.group,
+        pipeline=first,
+        pipelines=pipelines,
         registry=registry,
         health=health,
     )

@@ -1,9 +1,14 @@
 """``TokenClient``: send commands to the token service and await their replies.
 
-It subscribes to one reply channel of its own before sending anything, writes each
-command to ``tokens:commands`` with that channel as ``reply_to``, and matches replies
-by ``command_id``. A retry with the same ``command_id`` is safe: the service applies a
+It subscribes to one reply channel of its own before sending anything
+(``tokens:replies:<publisher>:<128 random bits>``), writes each command to its
+publisher's stream ``tokens:commands:<publisher>`` (or, without a publisher, to version
+1's shared ``tokens:commands``) with that channel as ``reply_to``, and matches replies by
+``command_id``. A retry with the same ``command_id`` is safe: the service applies a
 command at most once and answers a repeat with ``"duplicate": true``.
+
+Writes wait for a slot rather than take more connections than the client's pool holds,
+so any number of concurrent calls may share one client with its default pool.
 
 When the connection to Redis drops, the listener subscribes again by itself, backing off
 while Redis stays away. A reply published while it was away is lost (pub/sub keeps
@@ -26,6 +31,7 @@ from redis.exceptions import RedisError
 
 from contracts import CommandReply, GenerateToken, RevokeToken, RotateToken
 from token_service.keys import Keys
+from token_service.publishers import SHARED
 
 __all__ = ["ReplyTimeout", "TokenClient"]
 
@@ -51,13 +57,21 @@ class TokenClient:
         actor: str,
         key_prefix: str = "tokens",
         timeout: float = 5.0,
+        publisher: str | None = None,
     ) -> None:
         self.redis = redis
         self.actor = actor
         self.keys = Keys(key_prefix)
         self.timeout = timeout
-        self.channel = f"{key_prefix}:replies:{uuid.uuid4().hex}"
+        self.publisher = publisher
+        """The registered publisher this client writes as; ``None``: version 1's shared stream."""
+        self.stream = (
+            self.keys.commands if publisher is None else self.keys.publisher_commands(publisher)
+        )
+        # 128 random bits, under this publisher's prefix: no other publisher may listen there.
+        self.channel = self.keys.reply_channel(publisher or SHARED, uuid.uuid4().hex)
         self._waiting: dict[str, asyncio.Future[CommandReply]] = {}
+        self._writers = asyncio.Semaphore(_write_slots(redis))
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
         self.resubscribed = 0
@@ -121,7 +135,8 @@ class TokenClient:
         waiter: asyncio.Future[CommandReply] = asyncio.get_running_loop().create_future()
         self._waiting[command.command_id] = waiter
         try:
-            await self.redis.xadd(self.keys.commands, {"data": command.model_dump_json()})
+            async with self._writers:  # never more writes at once than the pool can hold
+                await self.redis.xadd(self.stream, {"data": command.model_dump_json()})
             return await asyncio.wait_for(waiter, self.timeout)
         except TimeoutError:
             raise ReplyTimeout(command.command_id, self.timeout) from None
@@ -174,6 +189,13 @@ class TokenClient:
                 grace_seconds=grace_seconds,
             )
         )
+
+
+def _write_slots(redis: Redis) -> int:
+    # The pool serves the caller too, and the listener holds one connection for good: leave
+    # half of it to them. Waiting for a slot here beats failing with MaxConnectionsError.
+    size = getattr(redis.connection_pool, "max_connections", None) or 100
+    return max(1, min(64, (int(size) - 1) // 2))
 
 
 async def _close_quietly(pubsub: PubSub) -> None:

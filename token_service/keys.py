@@ -2,7 +2,8 @@
 
 Contract keys (other programs rely on them; see ``shared/CONTRACT.md``)::
 
-    {p}:commands               stream  commands in, consumer group ``token-service``
+    {p}:commands:<publisher>   stream  one publisher's commands (v2), group ``token-service``
+    {p}:commands               stream  commands in (v1, shared; read only when trusted)
     {p}:events                 stream  lifecycle events out, plus ``CommandRejected``
     {p}:usage                  stream  ``TokenUsed`` from gateways
     {p}:dead-letter            stream  entries that could not be handled, with the reason
@@ -19,7 +20,8 @@ Private keys (may change without notice)::
                                        (so a leaked, already revoked token is still named)
     {p}:index                  zset    token ids by creation time (ms)
     {p}:expiries               zset    token ids by expiry time (ms)
-    {p}:command:<command_id>   string  JSON outcome of a handled command, kept for a TTL
+    {p}:command:<publisher>:<actor digest>:<command_id>
+                               string  JSON outcome of a handled command, kept for a TTL
     {p}:token:<id>:daily       hash    day (YYYY-MM-DD) -> uses that day   (audit worker)
     (the token record gains last_used_ms, written only by the audit worker, only forward)
     {p}:token:<id>:audit       list    the token's lifecycle events, JSON  (audit worker)
@@ -36,6 +38,7 @@ stored state, so they need a single Redis (or one slot), not a spread-out Cluste
 
 from __future__ import annotations
 
+import hashlib
 import string
 from dataclasses import dataclass
 
@@ -141,6 +144,11 @@ class Keys:
         """One reply channel of a publisher; ``nonce`` carries at least 128 random bits."""
         return f"{self.replies(publisher)}{nonce}"
 
-    def command(self, command_id: str) -> str:
-        """The remembered outcome of one command."""
-        return f"{self.prefix}:command:{command_id}"
+    def publisher_commands(self, publisher: str) -> str:
+        """The command stream only ``publisher`` may write to."""
+        return f"{self.commands}:{publisher}"
+
+    def command(self, publisher: str, actor: str, command_id: str) -> str:
+        """The remembered outcome of one command: ids are scoped per publisher and actor."""
+        actor_digest = hashlib.sha256(actor.encode()).hexdigest()[:24]
+        return f"{self.prefix}:command:{publisher}:{actor_digest}:{command_id}"

@@ -40,10 +40,14 @@ class Rejection:
 class Issuer:
     """Who asks, as the atomic step checks it before anything else."""
 
+    publisher: str
+    """Whose stream the command came from (``shared`` for version 1's stream)."""
     actor: str
     command_id: str
     admin_by_settings: bool
     """Listed in ``TOKENS_ADMINS``; otherwise the admins set is looked up."""
+    body: str
+    """A digest of the command's fields but ``reply_to``: one id, one body."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,21 @@ from rich.console import Console
 from contracts import CommandReply
 from token_service.client import ReplyTimeout, TokenClient
 from token_service.redis.connection import redis_client
+from tokenctl.literal import literal
 from tokenctl.settings import CliSettings
 
-__all__ = ["Actor", "Json", "admins_app", "app", "fail", "print_json", "run", "send", "settings"]
+__all__ = [
+    "Actor",
+    "Json",
+    "Wide",
+    "admins_app",
+    "app",
+    "fail",
+    "print_json",
+    "run",
+    "send",
+    "settings",
+]
 
 T = TypeVar("T")
 app = typer.Typer(help="Manage the platform's API tokens.", no_args_is_help=True)
@@ -32,6 +44,7 @@ Actor = Annotated[
     str | None,
     typer.Option("--actor", help="Acting administrator (default: TOKENS_ACTOR or login)."),
 ]
+Wide = Annotated[bool, typer.Option("--wide", help="Every column, however narrow the terminal.")]
 
 
 class Failure(Exception):
@@ -44,11 +57,14 @@ def settings() -> CliSettings:
 
 
 def fail(message: str, as_json: bool) -> NoReturn:
-    """Say what went wrong in one line (or as JSON) and exit 1."""
+    """Say what went wrong in one line (or as JSON) and exit 1.
+
+    The message may quote what Redis or the service said, so it is shown literally.
+    """
     if as_json:
         typer.echo(orjson.dumps({"ok": False, "error": message}).decode())
     else:
-        typer.echo(f"error: {message}", err=True)
+        typer.echo(f"error: {literal(message).plain}", err=True)
     raise typer.Exit(1)
 
 
@@ -131,6 +147,7 @@ def send(
             actor=actor or settings.actor,
             key_prefix=settings.key_prefix,
             timeout=settings.timeout_s,
+            publisher=settings.publisher,
         ) as client:
             with waiting(as_json):
                 return await call(client)

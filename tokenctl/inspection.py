@@ -19,6 +19,7 @@ from token_service.keys import Keys
 from token_service.redis.store import TokenStore
 from tokenctl import base, render
 from tokenctl.durations import parse_duration
+from tokenctl.literal import literal
 from tokenctl.scanning import Finding, scan_paths
 
 _EXPLAIN = {
@@ -67,14 +68,14 @@ def audit(
         return
     table = Table(title=f"Audit trail, last {since}", title_justify="left")
     for column in ("when", "event", "actor", "token", "details"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # folded, never cut
     for event in events:
         table.add_row(
-            event.get("occurred_at", ""),
-            event.get("type", ""),
-            event.get("actor", ""),
-            event.get("token_id") or "-",
-            _details(event),
+            literal(event.get("occurred_at", "")),
+            literal(event.get("type", "")),
+            literal(event.get("actor", "")),
+            literal(event.get("token_id") or "-"),
+            literal(_details(event)),
         )
     Console().print(table)
 
@@ -96,6 +97,7 @@ def _details(event: dict[str, Any]) -> str:
 def stale(
     unused_days: Annotated[int, typer.Option(min=1)] = 90,
     expiring_days: Annotated[int, typer.Option(min=1)] = 14,
+    wide: base.Wide = False,
     as_json: base.Json = False,
 ) -> None:
     """Tokens to rotate or revoke: never used, unused for a while, or expiring soon."""
@@ -121,12 +123,16 @@ def stale(
             }
         )
         return
-    console = Console()
+    console = render.token_console(wide)
+    wide = render.is_wide(console)
     for title, views in sections.items():
         if views:
-            console.print(render.token_table(views, f"{title.capitalize()} ({len(views)})"))
+            heading = f"{title.capitalize()} ({len(views)})"
+            console.print(render.token_table(views, heading, wide=wide))
         else:
             console.print(f"{title.capitalize()}: none")
+    if not wide and any(sections.values()):
+        console.print(render.narrow_hint())
 
 
 @base.app.command()
@@ -149,7 +155,8 @@ def verify(
         if as_json:
             base.print_json({"ok": True, "token_id": verdict.token_id, "scopes": verdict.scopes})
         else:
-            typer.echo(f"accepted: token {verdict.token_id}, scopes {' '.join(verdict.scopes)}")
+            accepted = f"accepted: token {verdict.token_id}, scopes {' '.join(verdict.scopes)}"
+            typer.echo(literal(accepted).plain)
         return
     reason = verdict.reason.value
     if as_json:
@@ -192,10 +199,11 @@ def scan(
     else:
         for row in rows:
             who = f"{row['token_id']} '{row['name']}'" if row["token_id"] else "not found in Redis"
-            typer.echo(f"{row['path']}:{row['line']}: {row['hint']}… {who} [{row['status']}]")
+            line = f"{row['path']}:{row['line']}: {row['hint']}… {who} [{row['status']}]"
+            typer.echo(literal(line).plain)
         typer.echo(f"{len(rows)} token(s) found, {len(active)} active.")
         for token_id in revoked:
-            typer.echo(f"revoked {token_id} (reason: leaked)")
+            typer.echo(literal(f"revoked {token_id} (reason: leaked)").plain)
     if active and not revoke:
         raise typer.Exit(1)
 

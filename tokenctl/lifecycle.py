@@ -15,6 +15,7 @@ from token_service.keys import Keys
 from token_service.redis.store import TokenStore
 from tokenctl import base, render
 from tokenctl.durations import parse_date, parse_duration
+from tokenctl.literal import literal
 from tokenctl.settings import CliSettings
 
 
@@ -72,6 +73,7 @@ def list_tokens(
     show_all: Annotated[
         bool, typer.Option("--all", help="Revoked and expired tokens too.")
     ] = False,
+    wide: base.Wide = False,
     as_json: base.Json = False,
 ) -> None:
     """List active tokens (all with --all), with who created them and when they were last used."""
@@ -92,7 +94,11 @@ def list_tokens(
         base.print_json([view.model_dump(mode="json") for view in views])
         return
     title = "All tokens" if show_all else "Active tokens"
-    Console().print(render.token_table(views, f"{title} ({len(views)})"))
+    console = render.token_console(wide)
+    wide = render.is_wide(console)
+    console.print(render.token_table(views, f"{title} ({len(views)})", wide=wide))
+    if views and not wide:
+        console.print(render.narrow_hint())
 
 
 def _existing(settings: CliSettings, token_id: str, as_json: bool) -> TokenView:
@@ -130,14 +136,15 @@ def revoke(
         if as_json:  # a prompt would corrupt the JSON on stdout
             base.fail("--json needs --yes: there is no prompt in JSON mode", as_json)
         view = _existing(settings, token_id, as_json)
-        if not typer.confirm(f"Revoke token '{view.name}' ({view.id})? Gateways refuse it at once"):
+        question = f"Revoke token '{view.name}' ({view.id})? Gateways refuse it at once"
+        if not typer.confirm(literal(question).plain):
             base.fail("not revoked", as_json)
     reply = base.send(settings, actor, as_json, lambda c: c.revoke(token_id, reason=reason))
     assert reply.token is not None
     if as_json:
         typer.echo(reply.to_json().decode())
     else:
-        typer.echo(f"Revoked '{reply.token.name}' ({reply.token.id}).")
+        typer.echo(literal(f"Revoked '{reply.token.name}' ({reply.token.id}).").plain)
 
 
 @base.app.command()
@@ -179,10 +186,15 @@ def admins_list(as_json: base.Json = False) -> None:
     if as_json:
         base.print_json(names)
     else:
-        typer.echo("\n".join(names) if names else "no administrators in the set")
+        typer.echo(
+            "\n".join(literal(n).plain for n in names) if names else "no administrators in the set"
+        )
 
 
-def _change_admins(name: str, add: bool, as_json: bool) -> None:
+def _change_admins(name: str, add: bool, as_json: bool) -> tuple[CliSettings, str, bool]:
+    """Add NAME to the admins set or remove it; returns the settings, the set's key and
+    whether the set changed.
+    """
     settings = base.settings()
     key = Keys(settings.key_prefix).admins
 
@@ -190,25 +202,44 @@ def _change_admins(name: str, add: bool, as_json: bool) -> None:
         changed = await (redis.sadd(key, name) if add else redis.srem(key, name))
         return int(changed)
 
-    changed = base.run(work, settings, as_json)
-    verb = "added" if add else "removed"
-    if as_json:
-        base.print_json({"ok": True, "admin": name, verb: bool(changed)})
-    else:
-        typer.echo(
-            f"{name} {verb}."
-            if changed
-            else f"{name} was {'already' if add else 'not'} an administrator."
-        )
+    return settings, key, bool(base.run(work, settings, as_json))
 
 
 @base.admins_app.command("add")
 def admins_add(name: str, as_json: base.Json = False) -> None:
     """Let NAME generate, rotate and revoke tokens."""
-    _change_admins(name, True, as_json)
+    _, _, added = _change_admins(name, True, as_json)
+    if as_json:
+        base.print_json({"ok": True, "admin": name, "added": added})
+    else:
+        typer.echo(
+            literal(f"{name} added." if added else f"{name} was already an administrator.").plain
+        )
 
 
 @base.admins_app.command("remove")
 def admins_remove(name: str, as_json: base.Json = False) -> None:
-    """Take that right away from NAME."""
-    _change_admins(name, False, as_json)
+    """Take that right away from NAME; exits 1 when TOKENS_ADMINS still grants it.
+
+    The service takes its TOKENS_ADMINS setting as administrators besides the set, so
+    removing such a name from the set changes nothing until the setting drops it too.
+    tokenctl sees the TOKENS_ADMINS of its own environment, not the service's.
+    """
+    settings, key, removed = _change_admins(name, False, as_json)
+    if name in settings.admins:
+        done = f"was removed from the {key} set" if removed else f"was not in the {key} set"
+        message = (
+            f"{name} {done} but still acts as an administrator, because the TOKENS_ADMINS "
+            f"setting lists {name}; to stop that, take {name} out of TOKENS_ADMINS where the "
+            "token service runs and restart it"
+        )
+        if as_json:
+            base.print_json({"ok": False, "admin": name, "removed": removed, "error": message})
+            raise typer.Exit(1)
+        base.fail(message, as_json)
+    if as_json:
+        base.print_json({"ok": True, "admin": name, "removed": removed})
+    else:
+        typer.echo(
+            literal(f"{name} removed." if removed else f"{name} was not an administrator.").plain
+        )

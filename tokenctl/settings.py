@@ -30,10 +30,21 @@ class CliSettings(RedisAccess):
         default_factory=lambda: ["entities", "events", "reports"],
         validation_alias="TOKENS_RESOURCES",
     )
+    admins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="TOKENS_ADMINS"
+    )
+    """The service's own administrators, when this environment is the service's too.
+
+    The service lets these act besides the members of the admins set; tokenctl reads
+    them only to warn that removing one from the set does not stop it.
+    """
     actor: str = Field(default_factory=default_actor, validation_alias="TOKENS_ACTOR")
+    publisher: str | None = Field(default=None, validation_alias="TOKENS_PUBLISHER")
+    """The registered publisher to write as (wire contract version 2): commands go to
+    ``<prefix>:commands:<publisher>``; unset, to version 1's shared stream."""
     timeout_s: float = Field(default=5.0, gt=0, validation_alias="TOKENS_TIMEOUT")
 
-    @field_validator("resources", mode="before")
+    @field_validator("admins", "resources", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):

@@ -9,6 +9,7 @@ Nothing here raises on bad input: every entry ends as one of three outcomes,
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -28,16 +29,18 @@ from token_service.redis.envelopes import (
 )
 
 __all__ = [
-    "MAX_ENVELOPE_BYTES",
-    "MAX_PAYLOAD_BYTES",
+    "MAX_FIELD_ERRORS",
     "About",
     "Invalid",
     "Parsed",
     "Unreadable",
+    "body_digest",
     "open_entry",
 ]
 
 _CHANNEL = re.compile(r"[\x21-\x7e]{1,256}")
+MAX_FIELD_ERRORS = 20
+"""At most this many fields at fault are named in a rejection (and one line saying more)."""
 _COMMAND_ID = re.compile(r"[\x20-\x7e]{1,128}")
 
 
@@ -62,6 +65,8 @@ class About:
     actor: str = "unknown"
     token_id: str | None = None
     reply_channels: tuple[str, ...] = ()
+    body: str = ""
+    """A digest of every field but ``reply_to``: one command id, one body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +75,8 @@ class Unreadable:
 
     reason: str
     reply_channels: tuple[str, ...] = ()
+    command_id: str | None = None
+    """Read from an oversized command, so that its sender can match the answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +105,25 @@ def _valid(pattern: re.Pattern[str], value: Any) -> str | None:
 
 
 def _field_errors(error: ValidationError) -> dict[str, str]:
+    # A fixed size whatever the input: a rejection is remembered and sent back.
     fields: dict[str, str] = {}
-    for item in error.errors(include_url=False, include_input=False):
+    items = error.errors(include_url=False, include_input=False)
+    for item in items:
+        if len(fields) == MAX_FIELD_ERRORS:
+            fields["..."] = f"{len(items) - MAX_FIELD_ERRORS} more errors not listed"
+            break
         where = ".".join(str(part) for part in item["loc"]) or "command"
         fields.setdefault(_printable(where, 100), _printable(item["msg"]))
     return fields
+
+
+def _member_of_oversized(payload: bytes, name: bytes, pattern: re.Pattern[str]) -> str | None:
+    # Too big to parse, but its sender should hear why: look for the member near the start.
+    found = re.search(
+        rb'"' + name + rb'"\s*:\s*"([\x20\x21\x23-\x5b\x5d-\x7e]{1,256})"',
+        payload[:MAX_PAYLOAD_BYTES],
+    )
+    return _valid(pattern, found.group(1).decode()) if found else None
 
 
 def _channels(*candidates: str | None) -> tuple[str, ...]:
@@ -128,6 +149,12 @@ def _refused_for_a_secret(error: ValidationError) -> bool:
     return False
 
 
+def body_digest(fields: dict[str, Any]) -> str:
+    """The digest of a command's fields but ``reply_to``, whatever their order."""
+    body = {name: value for name, value in fields.items() if name != "reply_to"}
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
 def _about(command: CommandBase, reply_channels: tuple[str, ...]) -> About:
     return About(
         command_type=type(command).__name__,
@@ -135,12 +162,14 @@ def _about(command: CommandBase, reply_channels: tuple[str, ...]) -> About:
         actor=command.actor,
         token_id=getattr(command, "token_id", None),
         reply_channels=reply_channels,
+        body=body_digest(command.model_dump(mode="json")),
     )
 
 
 def _invalid(
     model: type[CommandBase],
     body: dict[str, Any],
+    payload: bytes,
     channels: tuple[str, ...],
     error: ValidationError,
 ) -> Invalid:
@@ -150,11 +179,19 @@ def _invalid(
         command_id=_valid(_COMMAND_ID, body.get("command_id")),
         actor=_printable(actor, 256) if isinstance(actor, str) and actor else "unknown",
         reply_channels=channels,
+        body=_raw_digest(body, payload),
     )
     rejection = Rejection(
         ErrorCode.INVALID, "the command breaks the contract", _field_errors(error)
     )
     return Invalid(about, rejection, holds_secret=_refused_for_a_secret(error))
+
+
+def _raw_digest(body: dict[str, Any], payload: bytes) -> str:
+    try:
+        return body_digest(body)
+    except Exception:  # too deep to encode again, say: the payload as written stands in
+        return hashlib.sha256(payload).hexdigest()[:32]
 
 
 def _payload(fields: dict[bytes, bytes]) -> tuple[bytes, str | None] | Unreadable:
@@ -175,7 +212,8 @@ def open_entry(fields: dict[bytes, bytes]) -> Parsed | Invalid | Unreadable:
     if len(payload) > MAX_PAYLOAD_BYTES:
         return Unreadable(
             f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}",
-            _channels(faststream_reply_to),
+            _channels(_member_of_oversized(payload, b"reply_to", _CHANNEL), faststream_reply_to),
+            _member_of_oversized(payload, b"command_id", _COMMAND_ID),
         )
     try:
         body = orjson.loads(payload)
@@ -191,5 +229,5 @@ def open_entry(fields: dict[bytes, bytes]) -> Parsed | Invalid | Unreadable:
     try:
         command = model.model_validate_json(payload)
     except ValidationError as exc:
-        return _invalid(model, body, reply_channels, exc)
+        return _invalid(model, body, payload, reply_channels, exc)
     return Parsed(command, _about(command, reply_channels))

@@ -39,15 +39,10 @@ class Context:
 
     token_prefix: str
     resources: frozenset[str]
-    admins: frozenset[str]
     now: datetime
 
 
-def _issuer(command: CommandBase, context: Context) -> Issuer:
-    return Issuer(command.actor, command.command_id, command.actor in context.admins)
-
-
-def generate(command: GenerateToken, context: Context) -> NewToken | Rejection:
+def generate(command: GenerateToken, issuer: Issuer, context: Context) -> NewToken | Rejection:
     """Mint a token; its secret leaves only in the reply."""
     unknown = sorted({resource_of(s) for s in command.scopes} - context.resources)
     if unknown:
@@ -86,7 +81,7 @@ def generate(command: GenerateToken, context: Context) -> NewToken | Rejection:
         hint=hint(secret),
     )
     return NewToken(
-        issuer=_issuer(command, context),
+        issuer=issuer,
         token_id=token_id,
         name=command.name,
         record=record,
@@ -99,7 +94,7 @@ def generate(command: GenerateToken, context: Context) -> NewToken | Rejection:
     )
 
 
-def revoke(command: RevokeToken, context: Context) -> Revocation:
+def revoke(command: RevokeToken, issuer: Issuer, context: Context) -> Revocation:
     """Delete every live secret of a token and mark it revoked."""
     event = TokenRevoked(
         token_id=command.token_id,
@@ -108,10 +103,10 @@ def revoke(command: RevokeToken, context: Context) -> Revocation:
         reason=command.reason,
         occurred_at=context.now,
     )
-    return Revocation(_issuer(command, context), command.token_id, context.now, event.to_json())
+    return Revocation(issuer, command.token_id, context.now, event.to_json())
 
 
-def rotate(command: RotateToken, context: Context) -> Rotation:
+def rotate(command: RotateToken, issuer: Issuer, context: Context) -> Rotation:
     """Issue a new secret; the old one keeps working until the grace period ends."""
     grace_end = context.now + timedelta(seconds=command.grace_seconds)
     secret = mint(context.token_prefix)
@@ -123,7 +118,7 @@ def rotate(command: RotateToken, context: Context) -> Rotation:
         occurred_at=context.now,
     )
     return Rotation(
-        issuer=_issuer(command, context),
+        issuer=issuer,
         token_id=command.token_id,
         at=context.now,
         grace_end=grace_end,
@@ -134,13 +129,13 @@ def rotate(command: RotateToken, context: Context) -> Rotation:
     )
 
 
-HANDLERS: dict[type[CommandBase], Callable[[Any, Context], Plan | Rejection]] = {
+HANDLERS: dict[type[CommandBase], Callable[[Any, Issuer, Context], Plan | Rejection]] = {
     GenerateToken: generate,
     RevokeToken: revoke,
     RotateToken: rotate,
 }
 
 
-def handle(command: CommandBase, context: Context) -> Plan | Rejection:
-    """Dispatch a validated command to its handler."""
-    return HANDLERS[type(command)](command, context)
+def handle(command: CommandBase, issuer: Issuer, context: Context) -> Plan | Rejection:
+    """Dispatch a validated command, sent by ``issuer``, to its handler."""
+    return HANDLERS[type(command)](command, issuer, context)

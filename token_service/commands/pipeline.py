@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import structlog
 from redis.asyncio.client import Pipeline
 
 from contracts import ErrorCode, to_millis, utc_now
+from token_service.commands.admission import admit_channels, refuse_foreign_actor
 from token_service.commands.decoding import About, Invalid, Parsed, Unreadable, open_entry
 from token_service.commands.entry import CommandEntry, Stage
 from token_service.commands.handlers import Context, handle
@@ -24,14 +26,15 @@ from token_service.commands.replies import applied_reply, repeat_reply
 from token_service.leaks import AofScrubber, rewrite_wanted
 from token_service.ops.metrics import CommandMetrics
 from token_service.ops.tracing import Tracing
-from token_service.plans import NewToken, Rejection, minted_secret
+from token_service.plans import Issuer, NewToken, Rejection, minted_secret
+from token_service.publishers import Source
 from token_service.redis.groups import ConsumerGroup, Parked
-from token_service.redis.outcomes import Applied, Failed, Outcome, Repeated, rejection_record
+from token_service.redis.outcomes import Applied, Failed, Outcome, Repeated
 from token_service.redis.store import TokenStore
 from token_service.redis.subscription import StreamEntry
 from token_service.settings import ServiceSettings
 
-__all__ = ["GROUP", "CommandPipeline"]
+__all__ = ["GROUP", "CommandPipeline", "Operations"]
 
 GROUP = "token-service"
 _log = structlog.get_logger("token_service.commands")
@@ -41,35 +44,52 @@ _SECRET_BESIDE = Rejection(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Operations:
+    """What every pipeline of a process shares: metrics, tracing and the AOF scrubber."""
+
+    metrics: CommandMetrics
+    tracing: Tracing
+    scrubber: AofScrubber
+
+
 class CommandPipeline:
-    """Handles batches of command entries for one consumer of the ``token-service`` group."""
+    """Handles batches from one publisher's stream for one consumer of ``token-service``."""
 
     def __init__(
         self,
+        source: Source,
         store: TokenStore,
         group: ConsumerGroup,
         settings: ServiceSettings,
-        metrics: CommandMetrics,
-        tracing: Tracing,
+        ops: Operations,
     ) -> None:
+        self.source = source
         self.store = store
         self.group = group
         self.settings = settings
-        self.metrics = metrics
-        self.tracing = tracing
+        self.metrics = ops.metrics
+        self.tracing = ops.tracing
+        self.scrubber = ops.scrubber
+        """Rewrites the append-only file after an entry holding a token was deleted."""
         self.keys = store.keys
         self._resources = frozenset(settings.resources)
         self._admins = frozenset(settings.admins)
-        self.scrubber = AofScrubber(store.redis)
-        """Rewrites the append-only file after an entry holding a token was deleted."""
 
     def context(self) -> Context:
         """What the handlers are given for a batch handled now."""
         return Context(
-            token_prefix=self.settings.token_prefix,
-            resources=self._resources,
-            admins=self._admins,
-            now=utc_now(),
+            token_prefix=self.settings.token_prefix, resources=self._resources, now=utc_now()
+        )
+
+    def issuer(self, about: About) -> Issuer:
+        """Who sent a command, as the store's atomic step checks it."""
+        return Issuer(
+            publisher=self.source.publisher.name,
+            actor=about.actor,
+            command_id=about.command_id or "",
+            admin_by_settings=about.actor in self._admins,
+            body=about.body,
         )
 
     async def process(self, entries: Sequence[StreamEntry], claimed: bool = False) -> None:
@@ -98,14 +118,16 @@ class CommandPipeline:
             reason = await self.group.given_up(entry.entry_id)
             if reason is None:
                 continue
-            opened = open_entry(entry.fields)
-            if isinstance(opened, Parsed):  # so that the sender hears why
-                entry.describe(opened.about)
-                command_id = opened.command.command_id
-                first = await self.store.outcome_of(command_id)
-                if first is not None:  # it was applied, only its acknowledgement was lost
-                    entry.answer(repeat_reply(command_id, first))
-                    continue
+            try:
+                opened = open_entry(entry.fields)
+                if isinstance(opened, Parsed):  # so that the sender hears why
+                    entry.describe(admit_channels(self.source, opened.about)[0])
+                    first = await self.store.outcome_of(self.issuer(opened.about))
+                    if first is not None:  # it was applied, only its acknowledgement was lost
+                        entry.answer(repeat_reply(opened.command.command_id, first))
+                        continue
+            except Exception as exc:  # still give it up, whatever went wrong reading it
+                _log.warning("give_up_read_failed", **entry.log_fields(), error=repr(exc))
             entry.park(reason, ErrorCode.INTERNAL)
 
     def _open(self, entry: CommandEntry, context: Context, oldest_ms: int) -> None:
@@ -116,15 +138,26 @@ class CommandPipeline:
                 return
             opened = open_entry(entry.fields)
             if isinstance(opened, Unreadable):
-                entry.describe(About(reply_channels=opened.reply_channels))
+                unreadable = About(
+                    command_id=opened.command_id, reply_channels=opened.reply_channels
+                )
+                about, _ = admit_channels(self.source, unreadable)
+                entry.describe(about)
                 entry.park(opened.reason)
-            elif isinstance(opened, Invalid):
-                entry.describe(opened.about)
+                return
+            about, misdirected = admit_channels(self.source, opened.about)
+            entry.describe(about)
+            if isinstance(opened, Invalid):
                 entry.holds_secret = entry.holds_secret or opened.holds_secret
                 entry.refuse(opened.rejection)
+            elif misdirected is not None:
+                entry.refuse(misdirected)
+            elif (not_entitled := refuse_foreign_actor(self.source, about.actor)) is not None:
+                entry.refuse(not_entitled)
+            elif entry.holds_secret:
+                entry.refuse(_SECRET_BESIDE)
             else:
-                entry.describe(opened.about)
-                planned = _SECRET_BESIDE if entry.holds_secret else handle(opened.command, context)
+                planned = handle(opened.command, self.issuer(about), context)
                 if isinstance(planned, Rejection):
                     entry.refuse(planned)
                 else:
@@ -166,18 +199,19 @@ class CommandPipeline:
 
     async def _record_refusals(self, batch: list[CommandEntry]) -> None:
         recorded: list[tuple[CommandEntry, Rejection]] = []
-        calls: list[tuple[str, bytes, bytes]] = []
+        calls: list[tuple[Issuer, Rejection, bytes]] = []
         for entry in batch:
             rejection = entry.rejection
             if entry.stage is not Stage.REFUSED or rejection is None:
                 continue
-            command_id = entry.about.command_id
-            if command_id is None:  # nothing to remember it by
+            # Nothing to remember it by; or refused to a sender with no right to act, whose
+            # refusals must cost no memory (and must not take an administrator's id).
+            if entry.about.command_id is None or rejection.code is ErrorCode.FORBIDDEN:
                 entry.answer_refusal(rejection, audit_now=True)
                 continue
             event = entry.rejected_event(rejection.code, rejection.message)
             recorded.append((entry, rejection))
-            calls.append((command_id, rejection_record(rejection), event))
+            calls.append((self.issuer(entry.about), rejection, event))
         results = await self.store.record_rejections(calls)
         for (entry, rejection), result in zip(recorded, results, strict=True):
             try:
@@ -185,6 +219,8 @@ class CommandPipeline:
                     entry.answer(repeat_reply(entry.about.command_id or "", result.first))
                 elif isinstance(result, Failed):
                     entry.leave_pending(result.error)
+                elif isinstance(result, Rejection):  # the id was used for another command
+                    entry.answer_refusal(result, audit_now=True)
                 else:
                     entry.answer_refusal(rejection, audit_now=False)
             except Exception as exc:
@@ -211,10 +247,9 @@ class CommandPipeline:
             for entry in done:
                 for event in entry.events:
                     pipe.xadd(self.keys.events, {"data": event})
-                if entry.reply is not None:
-                    payload = entry.reply.to_json()
-                    for channel in entry.about.reply_channels:
-                        pipe.publish(channel, payload)
+                payload = self._reply_payload(entry)
+                for channel in entry.about.reply_channels if payload else ():
+                    pipe.publish(channel, payload)
             if leaked:
                 pipe.xdel(self.keys.commands, *[entry.entry_id for entry in leaked])
 
@@ -229,6 +264,14 @@ class CommandPipeline:
             self.metrics.handled_command(entry.about.command_type, outcome, elapsed)
             if entry.stage is Stage.PARKED:
                 self.metrics.dead_letters.labels(self.keys.commands).inc()
+
+    @staticmethod
+    def _reply_payload(entry: CommandEntry) -> bytes:
+        try:
+            return entry.reply.to_json() if entry.reply is not None else b""
+        except Exception:  # this entry goes unanswered; the others still are
+            _log.exception("reply_encoding_failed", **entry.log_fields())
+            return b""
 
     def _trace(self, batch: list[CommandEntry], started_ns: int) -> None:
         if not self.tracing.enabled:

@@ -22,8 +22,12 @@ equal). Redis ACL files take no comments, so the reasons live here:
   argument (``tokens:admins``, read-only for ``token-service``).
 - Selectors tie each command to the keys it is sent to: the audit worker's data commands
   reach only the token and seen keys, never the streams it consumes.
-- ``token-service`` may PUBLISH on any channel: a command's ``reply_to`` is any channel
-  its publisher picked (FastStream's request/reply picks a random one).
+- ``token-service`` trims every stream to its retention (XTRIM), never past what a
+  consumer group still needs; on ``tokens:usage`` it may do nothing else.
+- ``token-service`` may PUBLISH only under ``tokens:replies:``: it answers nowhere else
+  (wire contract version 2), so a forged ``reply_to`` cannot reach another channel.
+- Each registered publisher has a user ``publisher-<name>`` that may XADD only to its own
+  stream ``tokens:commands:<name>`` and SUBSCRIBE only to ``tokens:replies:<name>:*``.
 - ``token-service`` alone may BGREWRITEAOF (and INFO, to see whether the append-only
   file is on): a publisher may paste a token into a command, and deleting the entry
   does not take it out of the file on disk until Redis rewrites it.
@@ -37,10 +41,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from token_service.keys import Keys
+from token_service.publishers import parse_publisher
 
 __all__ = [
     "FORBIDDEN",
@@ -100,8 +105,14 @@ class RedisUser:
         return " ".join(parts)
 
 
-def users(prefix: str = "tokens") -> list[RedisUser]:
-    """Every user of the system, for keys under ``prefix``."""
+DEFAULT_PUBLISHERS = ("console",)
+"""The publishers the committed ACL file has users for (``TOKENS_PUBLISHERS`` in compose)."""
+
+
+def users(
+    prefix: str = "tokens", publishers: Sequence[str] = DEFAULT_PUBLISHERS
+) -> list[RedisUser]:
+    """Every user of the system, for keys under ``prefix``, with one user per publisher."""
     if not _SAFE_PREFIX.fullmatch(prefix):
         raise ValueError(f"key prefix {prefix!r} would need escaping in an ACL key pattern")
     keys = Keys(prefix)
@@ -110,9 +121,28 @@ def users(prefix: str = "tokens") -> list[RedisUser]:
         _audit_worker(keys),
         _gateway(keys),
         _publisher(keys),
+        *(_named_publisher(keys, name) for name in publishers),
         _operator(keys),
         RedisUser("healthcheck", "container health checks (`redis-cli ping`)", (Grant(("ping",)),)),
     ]
+
+
+def _named_publisher(keys: Keys, name: str) -> RedisUser:
+    # Version 2: its own stream, and its own reply channels only (no pattern subscriptions,
+    # which would hear other publishers' replies and the secrets in them).
+    parse_publisher(name)
+    return RedisUser(
+        f"publisher-{name}",
+        f"publisher `{name}`: writes `{keys.publisher_commands(name)}`, hears its own replies",
+        (
+            Grant(("ping", "subscribe", "unsubscribe"), (), (f"&{keys.replies(name)}*",)),
+            Grant(("xadd",), (f"~{keys.publisher_commands(name)}",)),
+        ),
+    )
+
+
+_TRIMMER = ("exists", "xinfo|groups", "xpending", "xrevrange", "xtrim")
+"""What stream retention sends (token_service.redis.retention)."""
 
 
 def _token_service(keys: Keys) -> RedisUser:
@@ -137,6 +167,7 @@ def _token_service(keys: Keys) -> RedisUser:
     )
     owned = (
         f"~{keys.commands}",
+        f"~{keys.commands}:*",
         f"~{keys.events}",
         f"~{keys.dead_letter}",
         f"~{keys.secret_prefix}*",
@@ -153,7 +184,11 @@ def _token_service(keys: Keys) -> RedisUser:
     return RedisUser(
         "token-service",
         "the command handler (`python -m token_service`)",
-        (Grant(commands, owned, ("&*",)),),
+        (
+            Grant((*commands, "xtrim", "xrevrange"), owned, (f"&{keys.replies_prefix}*",)),
+            # retention: it trims the usage stream below what the audit worker acknowledged
+            Grant(_TRIMMER, (f"~{keys.usage}",)),
+        ),
     )
 
 
@@ -243,11 +278,15 @@ def password_hash(password: str) -> str:
     return hashlib.sha256(password.encode()).hexdigest()
 
 
-def render(prefix: str = "tokens", passwords: Mapping[str, str] | None = None) -> str:
+def render(
+    prefix: str = "tokens",
+    passwords: Mapping[str, str] | None = None,
+    publishers: Sequence[str] = DEFAULT_PUBLISHERS,
+) -> str:
     """The ACL file; ``passwords`` maps user names to passwords (default: the dev ones)."""
     passwords = passwords or {}
     lines = ["user default off resetkeys resetchannels -@all"]
-    for user in users(prefix):
+    for user in users(prefix, publishers):
         password = passwords.get(user.name, dev_password(user.name))
         lines.append(user.line(password_hash(password)))
     return "\n".join(lines) + "\n"

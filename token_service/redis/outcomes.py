@@ -5,8 +5,11 @@ written by the functions (``lua/_guard.lua`` for a change, ``lua/reject.lua`` fo
 rejection, whose JSON :func:`rejection_record` makes) and read back only by
 :func:`remembered`::
 
-    {"ok": true, "token": {...the token record's fields...}}
-    {"ok": false, "error": {"code": "...", "message": "...", "fields": {...}}}
+    {"ok": true, "token": {...the token record's fields...}, "body": "<digest>"}
+    {"ok": false, "error": {"code": "...", "message": "...", "fields": {...}}, "body": "..."}
+
+``body`` is a digest of the command's fields but ``reply_to``: the same command id with
+another body is a conflict, never answered with this outcome.
 """
 
 from __future__ import annotations
@@ -59,12 +62,12 @@ class Failed:
 Outcome: TypeAlias = Applied | Repeated | Rejection | Failed
 
 
-def rejection_record(rejection: Rejection) -> bytes:
-    """The remembered outcome of a refused command."""
+def rejection_record(rejection: Rejection, body: str) -> bytes:
+    """The remembered outcome of a refused command whose body has digest ``body``."""
     error: dict[str, object] = {"code": rejection.code.value, "message": rejection.message}
     if rejection.fields is not None:
         error["fields"] = rejection.fields
-    return orjson.dumps({"ok": False, "error": error})
+    return orjson.dumps({"ok": False, "error": error, "body": body})
 
 
 def remembered(stored: str | bytes) -> Remembered:

@@ -5,7 +5,9 @@ function; each ``lua/<name>.lua`` file has the same layout written at its top. C
 functions start with ``lua/_guard.lua`` (the administrator check and idempotency). A
 whole batch goes to Redis in one pipeline of FCALLs.
 
-    function   KEYS                                              ARGV after the guard's 3
+    function   KEYS                                              ARGV after the guard's 4
+    (guard)    command (scoped per publisher and actor)          actor, admins set or '',
+                                                                 ttl ms, body digest
     generate   command, name, token, token secrets, secret,     token id, now ms, expiry ms
                index, expiries, events, digest                   or '', scopes, digest,
                                                                  TokenCreated, record pairs
@@ -16,7 +18,8 @@ whole batch goes to Redis in one pipeline of FCALLs.
                events, new digest                                end ms, digest, hint,
                                                                  TokenRotated, secret prefix
     reject     command, events                                   (no guard) outcome JSON,
-                                                                 CommandRejected, ttl ms
+                                                                 CommandRejected, ttl ms,
+                                                                 body digest
     expire     expiries, events                                  (no guard) now ms, now,
                                                                  prefix, one event id each
 """
@@ -32,9 +35,15 @@ from ulid import ULID
 
 from contracts import format_timestamp, to_millis
 from token_service.keys import Keys
-from token_service.plans import Issuer, NewToken, Plan, Revocation
+from token_service.plans import Issuer, NewToken, Plan, Rejection, Revocation
 from token_service.redis.library import is_missing, load_library
-from token_service.redis.outcomes import Outcome, Remembered, from_reply, remembered
+from token_service.redis.outcomes import (
+    Outcome,
+    Remembered,
+    from_reply,
+    rejection_record,
+    remembered,
+)
 from token_service.redis.reads import TokenReader
 
 __all__ = ["Call", "TokenStore"]
@@ -57,8 +66,8 @@ class TokenStore(TokenReader):
     def _guard(self, issuer: Issuer) -> tuple[list[str], list[str | int]]:
         # The admins set is named in ARGV, not KEYS: the function only reads it.
         look_up_in = "" if issuer.admin_by_settings else self.keys.admins
-        keys = [self.keys.command(issuer.command_id)]
-        return keys, [issuer.actor, look_up_in, self.command_ttl_ms]
+        keys = [self.keys.command(issuer.publisher, issuer.actor, issuer.command_id)]
+        return keys, [issuer.actor, look_up_in, self.command_ttl_ms, issuer.body]
 
     def _call(self, plan: Plan) -> Call:
         keys, args = self._guard(plan.issuer)
@@ -110,16 +119,17 @@ class TokenStore(TokenReader):
         return [from_reply(reply) for reply in await self._run([self._call(p) for p in plans])]
 
     async def record_rejections(
-        self, rejections: Sequence[tuple[str, bytes, bytes]]
+        self, rejections: Sequence[tuple[Issuer, Rejection, bytes]]
     ) -> list[Outcome]:
-        """Remember each ``(command_id, outcome record, CommandRejected)`` once, with its event."""
+        """Remember each ``(issuer, rejection, CommandRejected)`` once, with its event."""
         if not rejections:
             return []
-        ttl = self.command_ttl_ms
-        calls: list[Call] = [
-            ("reject", [self.keys.command(cid), self.keys.events], [o.decode(), e.decode(), ttl])
-            for cid, o, e in rejections
-        ]
+        calls: list[Call] = []
+        for issuer, rejection, event in rejections:
+            key = self.keys.command(issuer.publisher, issuer.actor, issuer.command_id)
+            record = rejection_record(rejection, issuer.body).decode()
+            args: list[str | int] = [record, event.decode(), self.command_ttl_ms, issuer.body]
+            calls.append(("reject", [key, self.keys.events], args))
         return [from_reply(reply) for reply in await self._run(calls)]
 
     async def expire_due(self, now: datetime, limit: int = 100) -> int:
@@ -132,7 +142,9 @@ class TokenStore(TokenReader):
             raise reply
         return int(cast(int, reply))
 
-    async def outcome_of(self, command_id: str) -> Remembered | None:
+    async def outcome_of(self, issuer: Issuer) -> Remembered | None:
         """The remembered first outcome of a command, if it was handled."""
-        stored = await self.redis.get(self.keys.command(command_id))
+        stored = await self.redis.get(
+            self.keys.command(issuer.publisher, issuer.actor, issuer.command_id)
+        )
         return None if stored is None else remembered(stored)

@@ -1,6 +1,6 @@
 -- RevokeToken. KEYS: 2 token record, 3 token secrets zset, 4 expiries, 5 events.
--- ARGV: 4 token id, 5 now (RFC 3339), 6 TokenRevoked JSON, 7 secret key prefix,
--- 8 name key prefix, 9 now ms.
+-- ARGV: 5 token id, 6 now (RFC 3339), 7 TokenRevoked JSON, 8 secret key prefix,
+-- 9 name key prefix, 10 now ms.
 if redis.call('EXISTS', KEYS[2]) == 0 then
   return {'rejected', 'not_found', 'no token has this id'}
 end
@@ -9,25 +9,25 @@ if record[1] == 'revoked' then
   return {'rejected', 'conflict', 'the token is already revoked'}
 end
 -- Expired is as final as revoked: nothing is left to stop (its secrets are gone).
-if record[1] == 'expired' or (record[2] and tonumber(record[2]) <= tonumber(ARGV[9])) then
+if record[1] == 'expired' or (record[2] and tonumber(record[2]) <= tonumber(ARGV[10])) then
   return {'rejected', 'conflict', 'the token has expired'}
 end
-local token_id = ARGV[4]
+local token_id = ARGV[5]
 -- The event goes first: should Redis refuse it, nothing has changed yet.
-redis.call('XADD', KEYS[5], '*', 'data', ARGV[6])
+redis.call('XADD', KEYS[5], '*', 'data', ARGV[7])
 
 -- Every live secret goes at once: the current one and any still in a grace period.
 for _, digest in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
-  redis.call('DEL', ARGV[7] .. digest)
+  redis.call('DEL', ARGV[8] .. digest)
 end
 redis.call('DEL', KEYS[3])
 -- The name key holds the name in lowercase (Keys.name): names are unique in any case.
-local name_key = ARGV[8] .. string.lower(redis.call('HGET', KEYS[2], 'name'))
+local name_key = ARGV[9] .. string.lower(redis.call('HGET', KEYS[2], 'name'))
 if redis.call('GET', name_key) == token_id then
   redis.call('DEL', name_key)
 end
 redis.call('ZREM', KEYS[4], token_id)
-redis.call('HSET', KEYS[2], 'status', 'revoked', 'revoked_at', ARGV[5], 'revoked_by', ARGV[1])
+redis.call('HSET', KEYS[2], 'status', 'revoked', 'revoked_at', ARGV[6], 'revoked_by', ARGV[1])
 
 local fields = redis.call('HGETALL', KEYS[2])
 remember_token(fields)

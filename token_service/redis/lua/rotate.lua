@@ -1,13 +1,13 @@
 -- RotateToken. KEYS: 2 token record, 3 token secrets zset, 4 new secret, 5 events,
 -- 6 the new secret's digest record.
--- ARGV: 4 token id, 5 now ms, 6 now (RFC 3339), 7 grace end ms, 8 new digest,
--- 9 new hint, 10 TokenRotated JSON, 11 secret key prefix.
+-- ARGV: 5 token id, 6 now ms, 7 now (RFC 3339), 8 grace end ms, 9 new digest,
+-- 10 new hint, 11 TokenRotated JSON, 12 secret key prefix.
 if redis.call('EXISTS', KEYS[2]) == 0 then
   return {'rejected', 'not_found', 'no token has this id'}
 end
 local record = redis.call('HMGET', KEYS[2], 'status', 'expires_ms', 'scopes', 'expires_at')
 local status, expires_ms, scopes = record[1], record[2], record[3]
-local now_ms, grace_end = tonumber(ARGV[5]), tonumber(ARGV[7])
+local now_ms, grace_end = tonumber(ARGV[6]), tonumber(ARGV[8])
 if status ~= 'active' then
   return {'rejected', 'conflict', 'the token is ' .. status .. ' and cannot be rotated'}
 end
@@ -15,7 +15,7 @@ if expires_ms and tonumber(expires_ms) <= now_ms then
   return {'rejected', 'conflict', 'the token has expired and cannot be rotated'}
 end
 -- An old secret never outlives its token, and the event says so.
-local event = ARGV[10]
+local event = ARGV[11]
 if expires_ms and tonumber(expires_ms) < grace_end then
   grace_end = tonumber(expires_ms)
   local decoded = cjson.decode(event)
@@ -26,25 +26,25 @@ end
 redis.call('XADD', KEYS[5], '*', 'data', event)
 
 -- Secrets whose grace has run out are already gone from Redis; forget them.
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[6])
 for _, digest in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '+inf', '+inf')) do
   if grace_end <= now_ms then
-    redis.call('DEL', ARGV[11] .. digest)
+    redis.call('DEL', ARGV[12] .. digest)
     redis.call('ZREM', KEYS[3], digest)
   else
-    redis.call('PEXPIREAT', ARGV[11] .. digest, grace_end)
+    redis.call('PEXPIREAT', ARGV[12] .. digest, grace_end)
     redis.call('ZADD', KEYS[3], grace_end, digest)
   end
 end
 
-redis.call('HSET', KEYS[4], 'token_id', ARGV[4], 'scopes', scopes)
+redis.call('HSET', KEYS[4], 'token_id', ARGV[5], 'scopes', scopes)
 if expires_ms then
   redis.call('HSET', KEYS[4], 'expires_at', expires_ms)
   redis.call('PEXPIREAT', KEYS[4], expires_ms)
 end
-redis.call('ZADD', KEYS[3], '+inf', ARGV[8])
-redis.call('SET', KEYS[6], ARGV[4])
-redis.call('HSET', KEYS[2], 'rotated_at', ARGV[6], 'hint', ARGV[9])
+redis.call('ZADD', KEYS[3], '+inf', ARGV[9])
+redis.call('SET', KEYS[6], ARGV[5])
+redis.call('HSET', KEYS[2], 'rotated_at', ARGV[7], 'hint', ARGV[10])
 
 local fields = redis.call('HGETALL', KEYS[2])
 remember_token(fields)
