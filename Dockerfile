@@ -8,6 +8,7 @@ COPY workers workers
 COPY tokenctl tokenctl
 COPY specs specs
 COPY console console
-RUN pip install --no-cache-dir ".[service,cli,console]"
+COPY authz authz
+RUN pip install --no-cache-dir ".[service,cli,console,authz]"
 USER nobody
 CMD ["python", "-m", "token_service"]

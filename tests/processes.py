@@ -40,6 +40,7 @@ def _base_env(settings: ServiceSettings, env: Mapping[str, str] | None) -> dict[
         "TOKENS_CONSUMER_NAME",
         "AUDIT_CONSUMER_NAME",
         "REDIS_USERNAME",
+        "AUTHZ_ROUTES_FILE",
         "REDIS_PASSWORD",
         "REDIS_TLS_CA_FILE",
         "REDIS_TLS_CERT_FILE",
@@ -80,4 +81,14 @@ def audit_worker_process(
     with _process(
         "workers.audit", _base_env(settings, {**defaults, **(env or {})}), log, *args
     ) as p:
+        yield p
+
+
+@contextmanager
+def authz_process(
+    settings: ServiceSettings, log: Path, *args: str, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m authz`` on the test's Redis and prefix; killed on the way out."""
+    defaults = {"AUTHZ_PORT": "0", "AUTHZ_HTTP_PORT": "0"}
+    with _process("authz", _base_env(settings, {**defaults, **(env or {})}), log, *args) as p:
         yield p

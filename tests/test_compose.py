@@ -21,13 +21,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.processes import audit_worker_process, service_process
+from tests.processes import audit_worker_process, authz_process, service_process
 from token_service.redis.acl import render
 from token_service.redis.embedded import EmbeddedRedis, free_port
 from token_service.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_SERVICES = ("token-service", "audit-worker")
+FRONT_SERVICES = ("authz", "app", "nginx")
 _DEFAULTED = re.compile(r"\$\{(\w+):-([^}]*)\}")
 
 
@@ -81,7 +82,7 @@ def test_compose_accepts_the_file() -> None:
 
 def test_every_service_has_a_healthcheck_and_restarts_unless_stopped() -> None:
     services = _compose()["services"]
-    assert set(services) == {"redis", *APP_SERVICES, "console"}
+    assert set(services) == {"redis", *APP_SERVICES, *FRONT_SERVICES, "console"}
     for name, service in services.items():
         assert service.get("restart") == "unless-stopped", name
         assert service.get("healthcheck", {}).get("test"), name
@@ -149,6 +150,38 @@ def test_the_compose_file_uses_the_dockerfile_that_ships_python() -> None:
         assert _compose()["services"][service]["build"] == "."
 
 
+def test_the_auth_endpoint_logs_in_as_gateway_and_reads_the_shipped_routes() -> None:
+    authz = _compose()["services"]["authz"]
+    environment = _environment("authz")
+    assert environment["REDIS_USERNAME"] == "gateway"  # read secret hashes, report use: no more
+    assert f"#{_sha256(environment['REDIS_PASSWORD'])}" in _acl_line("gateway")
+    assert environment["REDIS_URL"].startswith("redis://redis:")
+    assert authz["build"] == "."
+    assert authz["command"] == ["python", "-m", "authz"]
+    assert authz["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert environment["AUTHZ_HOST"] == environment["AUTHZ_HTTP_HOST"] == "0.0.0.0"  # noqa: S104
+    mount = f"./deploy/authz/routes.toml:{environment['AUTHZ_ROUTES_FILE']}:ro"
+    assert mount in authz["volumes"]
+    probe = " ".join(authz["healthcheck"]["test"])
+    assert f"127.0.0.1:{environment['AUTHZ_HTTP_PORT']}/readyz" in probe
+
+
+def test_nginx_runs_the_tested_config_in_front_of_an_upstream_reached_only_through_it() -> None:
+    services = _compose()["services"]
+    front = services["nginx"]
+    assert "./deploy/nginx/authz.conf:/etc/nginx/conf.d/default.conf:ro" in front["volumes"]
+    assert front["ports"] == ["8000:8080"]  # the console publishes 8080
+    for needed in ("authz", "app"):
+        assert front["depends_on"][needed]["condition"] == "service_healthy"
+    assert "ports" not in services["app"]
+    conf = (ROOT / "deploy/nginx/authz.conf").read_text()
+    assert f"server authz:{_environment('authz')['AUTHZ_PORT']};" in conf
+    assert "server app:8080;" in conf
+    assert "listen 8080;" in conf
+    assert "listen 8080;" in (ROOT / "deploy/nginx/sample-app.conf").read_text()
+    assert "/nginx-health" in " ".join(front["healthcheck"]["test"])
+
+
 def _healthy(command: list[str], limit_s: float = 30.0) -> None:
     """Run a health check until it passes, as Compose would; fail the test if it never does."""
     deadline = time.monotonic() + limit_s
@@ -191,10 +224,22 @@ def test_the_health_checks_pass_against_real_processes_with_the_compose_settings
             }
             for service in APP_SERVICES
         }
+        authz_port = free_port()
+        authz_env = {
+            **_environment("authz"),
+            "REDIS_URL": server.url,
+            "AUTHZ_HOST": "127.0.0.1",
+            "AUTHZ_HTTP_HOST": "127.0.0.1",
+            "AUTHZ_PORT": "0",
+            "AUTHZ_HTTP_PORT": str(authz_port),
+            "AUTHZ_ROUTES_FILE": str(ROOT / "deploy/authz/routes.toml"),
+        }
         with (
             service_process(settings, log, env=envs["token-service"]),
             audit_worker_process(settings, log, env=envs["audit-worker"]),
+            authz_process(settings, log, env=authz_env),
         ):
+            _healthy(_compose_probe("authz", "AUTHZ_HTTP_PORT", authz_port))
             for service in APP_SERVICES:
                 compose_port = _environment(service)[
                     "TOKENS_HTTP_PORT" if service == "token-service" else "AUDIT_HTTP_PORT"
@@ -208,6 +253,14 @@ def test_the_health_checks_pass_against_real_processes_with_the_compose_settings
                 _healthy(check)
     finally:
         server.stop()
+
+
+def _compose_probe(service: str, port_variable: str, port: int) -> list[str]:
+    """A service's compose health check, pointed at ``port`` instead of its compose one."""
+    compose_port = _environment(service)[port_variable]
+    program, *args = _compose()["services"][service]["healthcheck"]["test"][1:]
+    assert program == "python"
+    return [sys.executable, *(arg.replace(f":{compose_port}/", f":{port}/") for arg in args)]
 
 
 def _healthy_shell(command: str, env: dict[str, str]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("contracts", "token_service", "workers", "tokenctl", "specs", "console")
+PACKAGES = ("contracts", "token_service", "workers", "tokenctl", "specs", "console", "authz")
 
 
 def _loaded_after(statement: str, candidates: tuple[str, ...]) -> list[str]:
@@ -31,6 +31,10 @@ def test_a_gateway_import_loads_neither_faststream_nor_aiohttp_nor_structlog() -
 
 def test_tokenctl_does_not_load_faststream() -> None:
     assert _loaded_after("import tokenctl.cli", ("faststream", "aiohttp")) == []
+
+
+def test_the_auth_endpoint_loads_no_faststream() -> None:
+    assert _loaded_after("import authz.__main__, authz.app", ("faststream", "typer")) == []
 
 
 def _python_files() -> list[Path]:

@@ -1,0 +1,100 @@
+"""The composition root of the auth endpoint: Redis, verifier, usage reporter, servers.
+
+Nothing imports this module but the entry point and tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from authz.check import Check
+from authz.http import HttpServer
+from authz.metrics import AuthzMetrics
+from authz.replies import Replies
+from authz.routes import RouteTable, load_routes
+from authz.settings import AuthzSettings
+from token_service.gateway import UsageReporter, Verifier
+from token_service.ops.health import HealthServer
+from token_service.redis.connection import redis_client
+
+__all__ = ["Endpoint", "build_endpoint"]
+
+_log = structlog.get_logger("authz")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One auth endpoint process, wired together; nothing listens before :meth:`start`."""
+
+    settings: AuthzSettings
+    redis: Redis
+    reporter: UsageReporter
+    verifier: Verifier
+    check: Check
+    server: HttpServer
+    registry: CollectorRegistry
+    health: HealthServer | None
+
+    async def start(self) -> None:
+        """Report use, serve health and metrics, then answer checks."""
+        await self.reporter.start()
+        if self.health is not None:
+            await self.health.start()
+        await self.server.start()
+        _log.info(
+            "authz_listening",
+            host=self.server.host,
+            port=self.server.port,
+            path_prefix=self.check.path_prefix,
+            routes=len(self.check.routes),
+        )
+
+    async def stop(self) -> None:
+        """Stop answering, report the last uses, close Redis."""
+        await self.server.stop()
+        await self.reporter.close()
+        if self.health is not None:
+            await self.health.stop()
+        await self.redis.aclose()
+
+
+def build_endpoint(settings: AuthzSettings, routes: RouteTable | None = None) -> Endpoint:
+    """Wire the endpoint from ``settings`` (the routes from its file unless given)."""
+    routes = routes if routes is not None else load_routes(settings.routes_file)
+    timeout = settings.timeout_s
+    redis = redis_client(settings, socket_timeout=timeout, socket_connect_timeout=timeout)
+    registry = CollectorRegistry()
+    reporter = UsageReporter(redis, gateway=settings.gateway_name, key_prefix=settings.key_prefix)
+    verifier = Verifier(
+        redis,
+        key_prefix=settings.key_prefix,
+        token_prefix=settings.token_prefix,
+        reporter=reporter,
+        timeout_s=timeout,
+        registry=registry,
+    )
+    check = Check(
+        verifier,
+        routes,
+        Replies(settings.realm),
+        AuthzMetrics(registry),
+        path_prefix=settings.path_prefix,
+        token_header=settings.token_header,
+        scope_header=settings.scope_header,
+    )
+    server = HttpServer(
+        check,
+        settings.host,
+        settings.port,
+        idle_timeout_s=settings.idle_timeout_s,
+        headers=check.header_names,
+    )
+    health = None
+    if settings.http_port is not None:
+        health = HealthServer(registry, settings.http_host, settings.http_port)
+        health.watch(redis, [])
+    return Endpoint(settings, redis, reporter, verifier, check, server, registry, health)
