@@ -17,7 +17,7 @@ from authz.metrics import AuthzMetrics
 from authz.replies import Replies
 from authz.routes import RouteTable, load_routes
 from authz.settings import AuthzSettings
-from token_service.gateway import UsageReporter, Verifier
+from token_service.gateway import CacheOptions, UsageReporter, Verifier
 from token_service.ops.health import HealthServer
 from token_service.redis.connection import redis_client
 
@@ -42,6 +42,8 @@ class Endpoint:
     async def start(self) -> None:
         """Report use, serve health and metrics, then answer checks."""
         await self.reporter.start()
+        # Until tracking is up every check goes to Redis: starting never waits on it long.
+        await self.verifier.start(timeout_s=1.0)
         if self.health is not None:
             await self.health.start()
         await self.server.start()
@@ -56,10 +58,17 @@ class Endpoint:
     async def stop(self) -> None:
         """Stop answering, report the last uses, close Redis."""
         await self.server.stop()
+        await self.verifier.close()
         await self.reporter.close()
         if self.health is not None:
             await self.health.stop()
         await self.redis.aclose()
+
+
+def _cache_options(settings: AuthzSettings) -> CacheOptions | None:
+    if not settings.cache:
+        return None
+    return CacheOptions(max_entries=settings.cache_max_entries, max_age_s=settings.cache_max_age_s)
 
 
 def build_endpoint(settings: AuthzSettings, routes: RouteTable | None = None) -> Endpoint:
@@ -76,6 +85,7 @@ def build_endpoint(settings: AuthzSettings, routes: RouteTable | None = None) ->
         reporter=reporter,
         timeout_s=timeout,
         registry=registry,
+        cache=_cache_options(settings),
     )
     check = Check(
         verifier,

@@ -52,6 +52,14 @@ class AuthzSettings(RedisAccess):
     """This endpoint's name in its ``TokenUsed`` reports (``gateway`` and ``actor``)."""
     timeout_s: float = Field(default=1.0, gt=0, le=30, validation_alias="AUTHZ_REDIS_TIMEOUT_S")
     """A check's deadline for Redis; past it the check answers 503."""
+    cache: bool = Field(default=True, validation_alias="AUTHZ_CACHE")
+    """Keep verdicts in the Verifier's cache, kept honest by Redis (CLIENT TRACKING)."""
+    cache_max_entries: int = Field(
+        default=100_000, ge=1, validation_alias="AUTHZ_CACHE_MAX_ENTRIES"
+    )
+    """Secret keys the cache keeps at most."""
+    cache_max_age_s: float = Field(default=60.0, gt=0, validation_alias="AUTHZ_CACHE_MAX_AGE_S")
+    """No verdict is served older than this, whatever else fails."""
     idle_timeout_s: float = Field(default=75.0, gt=0, validation_alias="AUTHZ_IDLE_TIMEOUT_S")
     """A connection that completes no request for this long is closed."""
     key_prefix: str = Field(default="tokens", min_length=1, validation_alias="TOKENS_KEY_PREFIX")
