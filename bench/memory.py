@@ -9,7 +9,7 @@ workers.audit`` on it, and goes through the real processes only:
    (no ``reply_to``); a quarter of the tokens expire (in 30 to 90 days). The service
    applies them and the audit worker folds their ``TokenCreated`` into the audit trails;
 2. use: a day of simulated use, compressed in time: ``--uses`` ``TokenUsed`` per token
-   (counts 1 to 5), ``used_at`` spread over the last 24 hours, pipelined XADDs to
+   (counts 1 to 5), ``used_at`` spread since the tokens' creation, pipelined XADDs to
    ``tokens:usage``, folded by the audit worker;
 3. retention: until the service has trimmed the command and usage streams.
 
@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
+from ulid import ULID
 
 from bench.stack import ADMIN, SERVICE_GROUP, Stack
 from contracts import TokenUsed, format_timestamp, from_millis
@@ -115,11 +116,17 @@ def generate_commands(count: int, run: str, now_ms: int) -> list[bytes]:
 
 
 def usage_events(token_ids: Sequence[str], uses: int, now_ms: int) -> list[bytes]:
-    """``uses`` TokenUsed per token, spread over the last day, in time order."""
+    """``uses`` TokenUsed per token, in time order, as one UsageReporter sends them.
+
+    A use before its token's creation is refused by the audit worker, and these tokens
+    were created moments ago: the day of use is compressed into the time since then.
+    """
     total = len(token_ids) * uses
+    start_ms = max(ULID.from_str(token_id).milliseconds for token_id in token_ids)
+    span_ms = max(1, now_ms - start_ms)
     events = []
     for n in range(total):
-        used = from_millis(now_ms - DAY_MS + n * DAY_MS // total)
+        used = from_millis(start_ms + n * span_ms // total)
         event = TokenUsed(
             token_id=token_ids[n % len(token_ids)],
             actor=GATEWAY,
@@ -127,6 +134,8 @@ def usage_events(token_ids: Sequence[str], uses: int, now_ms: int) -> list[bytes
             used_at=used,
             occurred_at=used,
             count=1 + n % 5,
+            reporter="bench-memory",
+            sequence=n + 1,
         )
         events.append(event.to_json())
     return events
