@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import sys
 import time
 import uuid
@@ -37,6 +36,7 @@ from typing import Any, cast
 import orjson
 from ulid import ULID
 
+from bench.families import FAMILIES, Family, family_bytes
 from bench.stack import ADMIN, SERVICE_GROUP, Stack
 from contracts import TokenUsed, format_timestamp, from_millis
 from workers.audit import EVENTS_GROUP, USAGE_GROUP
@@ -52,36 +52,6 @@ DAY_MS = 24 * 3_600_000
 SCOPES = ["entities:read", "reports:read"]
 GATEWAY = "bench-gateway"
 RETENTION_TIMEOUT_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Family:
-    """Keys of one kind, by a pattern on their names."""
-
-    label: str
-    pattern: str
-    """A regular expression for the part after ``<prefix>:``."""
-    core: bool = False
-
-
-FAMILIES = (
-    Family("token record", r"token:[^:]+", core=True),
-    Family("secret hash (contract)", r"secret:.*", core=True),
-    Family("live secrets zset", r"token:[^:]+:secrets", core=True),
-    Family("digest", r"digest:.*", core=True),
-    Family("index", r"index", core=True),
-    Family("name", r"name:.*", core=True),
-    Family("expiries", r"expiries", core=True),
-    Family("daily counts", r"token:[^:]+:daily"),
-    Family("audit trail", r"token:[^:]+:audit"),
-    Family("seen event ids", r"seen:.*"),
-    Family("command records", r"command:.*"),
-    Family("stream: events", r"events"),
-    Family("stream: commands", r"commands(:.*)?"),
-    Family("stream: usage", r"usage"),
-    Family("stream: dead-letter", r"dead-letter"),
-)
-"""Every key family of the layout (``token_service.keys``); anything else is ``other``."""
 
 
 @dataclass
@@ -211,29 +181,7 @@ async def retain(stack: Stack, measured: Measured) -> None:
 
 async def measure_families(stack: Stack, measured: Measured) -> None:
     """``MEMORY USAGE ... SAMPLES 0`` of every key, summed by family."""
-    prefix = re.escape(stack.keys.prefix)
-    patterns = [(f.label, re.compile(f"{prefix}:(?:{f.pattern})")) for f in FAMILIES]
-    totals: dict[str, list[int]] = {}
-    batch: list[str] = []
-
-    async def flush() -> None:
-        async with stack.redis.pipeline(transaction=False) as pipe:
-            for key in batch:
-                pipe.memory_usage(key, samples=0)
-            sizes = await pipe.execute()
-        for key, size in zip(batch, sizes, strict=True):
-            label = next((lb for lb, p in patterns if p.fullmatch(key)), "other")
-            total = totals.setdefault(label, [0, 0])
-            total[0] += 1
-            total[1] += int(size or 0)
-        batch.clear()
-
-    async for key in stack.redis.scan_iter(count=5_000):
-        batch.append(key)
-        if len(batch) >= CHUNK:
-            await flush()
-    await flush()
-    measured.families = {label: (n, size) for label, (n, size) in totals.items()}
+    measured.families = await family_bytes(stack)
 
 
 # --- the report ----------------------------------------------------------------------------
