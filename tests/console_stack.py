@@ -29,6 +29,7 @@ from tests.conftest import ADMIN
 from tests.processes import service_process
 from token_service.gateway import Accepted, Verifier
 from token_service.keys import Keys
+from token_service.redis.acl import dev_password, password_hash, users
 from token_service.redis.embedded import free_port
 from token_service.settings import ServiceSettings
 
@@ -147,6 +148,24 @@ def _console(stack: Stack, port: int, env: Mapping[str, str], log: Path) -> Iter
         process.wait(10)
 
 
+def _acl_arguments(line: str) -> list[str]:
+    """An ACL file line's rules as ACL SETUSER takes them: one argument per selector."""
+    arguments: list[str] = []
+    for word in line.split(" ")[2:]:  # past "user <name>"
+        if arguments and arguments[-1].startswith("(") and not arguments[-1].endswith(")"):
+            arguments[-1] += f" {word}"
+        else:
+            arguments.append(word)
+    return arguments
+
+
+def _console_user(client: sync_redis.Redis, prefix: str) -> dict[str, str]:
+    user = next(u for u in users(prefix) if u.name == "publisher-console")
+    line = user.line(password_hash(dev_password(user.name)))
+    client.execute_command("ACL", "SETUSER", user.name, *_acl_arguments(line))  # type: ignore[no-untyped-call]
+    return {"REDIS_USERNAME": user.name, "REDIS_PASSWORD": dev_password(user.name)}
+
+
 @contextmanager
 def console_stack(
     redis_url: str,
@@ -155,8 +174,13 @@ def console_stack(
     oidc: bool = False,
     service: bool = True,
     env: Mapping[str, str] | None = None,
+    as_console_user: bool = False,
 ) -> Iterator[Stack]:
-    """Start the processes; ``env`` adds or overrides the console's environment."""
+    """Start the processes; ``env`` adds or overrides the console's environment.
+
+    ``as_console_user``: the console logs in as ``publisher-console``, created on the
+    server with exactly the rights ``python -m token_service.acl`` renders for it.
+    """
     prefix = f"c{uuid.uuid4().hex[:10]}"
     port = free_port()
     stack = Stack(f"http://127.0.0.1:{port}", redis_url, Keys(prefix))
@@ -175,6 +199,8 @@ def console_stack(
             }
             started.enter_context(service_process(settings, log, "--with-audit-worker", env=extra))
         console_env = dict(env or {})
+        if as_console_user:
+            console_env |= _console_user(client, prefix)
         if oidc:
             log = directory / f"oidc-{prefix}.log"
             stack.logs.append(log)

@@ -95,7 +95,7 @@ def _console_reads(keys: Keys) -> tuple[Grant, ...]:
     return (
         Grant(("hgetall",), (f"%R~{p}:token:*",)),
         Grant(("lrange",), (f"%R~{p}:token:*:audit",)),
-        Grant(("zrange",), (f"%R~{keys.index}",)),
+        Grant(("zrange", "zrevrange"), (f"%R~{keys.index}",)),  # newest first
         Grant(("xrevrange", "xread"), (f"%R~{keys.events}",)),
         Grant(("sismember",), (f"%R~{keys.admins}",)),  # checked on every request
         Grant(("get", "set", "getdel", "del", "pexpire"), (f"~{keys.console_prefix}*",)),
