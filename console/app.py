@@ -9,11 +9,9 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from importlib.resources import files
 
 import structlog
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -24,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from console import attention, audit, signin, token_list, token_page
+from console.context import Console
 from console.headers import SecurityHeaders
 from console.links import SignInLinks
 from console.oidc import OidcSignIn
@@ -39,22 +38,6 @@ from token_service.redis.reads import TokenReader
 __all__ = ["Console", "build_app", "build_console"]
 
 log = structlog.get_logger("console")
-
-
-@dataclass(frozen=True, slots=True)
-class Console:
-    """What the pages use: settings, Redis, the read API, sessions, senders, templates."""
-
-    settings: ConsoleSettings
-    base_url: str
-    redis: Redis
-    keys: Keys
-    reader: TokenReader
-    sessions: SessionStore
-    links: SignInLinks
-    senders: CommandSenders
-    pages: Pages
-    oidc: OidcSignIn | None
 
 
 def build_console(settings: ConsoleSettings, base_url: str) -> Console:

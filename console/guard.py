@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from console.sessions import Session
 
 if TYPE_CHECKING:
-    from console.app import Console
+    from console.context import Console
 
 __all__ = ["AdminPage", "admin_only", "console_of", "cookie_name", "is_admin"]
 
