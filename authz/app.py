@@ -97,11 +97,12 @@ def build_endpoint(settings: AuthzSettings, routes: RouteTable | None = None) ->
         scope_header=settings.scope_header,
     )
     server = HttpServer(
-        check,
+        check.answer_later,
         settings.host,
         settings.port,
         idle_timeout_s=settings.idle_timeout_s,
         headers=check.header_names,
+        quick=check.answer_now,
     )
     health = None
     if settings.http_port is not None:

@@ -16,11 +16,12 @@ from authz.original import original_request
 from authz.replies import Replies, Reply
 from authz.routes import RouteTable
 from contracts.scopes import grants
-from token_service.gateway import Accepted, Verifier
+from token_service.gateway import Accepted, Verdict, Verifier
 
 __all__ = ["Check", "bearer_token"]
 
 _ROUTED_CACHE = 4096
+_ACCEPTED_KEPT = 10_000
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -60,6 +61,7 @@ class Check:
         self.scope_header = scope_header.lower() if scope_header else None
         # Few distinct requests meet a busy endpoint; bounded, so odd ones cannot grow it.
         self._routed = functools.lru_cache(maxsize=_ROUTED_CACHE)(self._route)
+        self._accepted: dict[str, tuple[tuple[str, ...], Reply]] = {}
         self.header_names = frozenset(
             name
             for name in (
@@ -123,23 +125,89 @@ class Check:
             token = headers.get(self.token_header)
         return token
 
-    async def decide(self, method: str, target: str, headers: Mapping[str, str]) -> Reply:
-        """The reply to one check; ``headers`` have lower-case names."""
-        scope = self._scope(method, target, headers)
-        if isinstance(scope, Reply):
+    def _asked(
+        self, method: str, target: str, headers: Mapping[str, str]
+    ) -> Reply | tuple[str, str]:
+        """What the check must verify (scope, token), or the reply when nothing can pass.
+
+        Every check passes here, so the usual request (a routed one, ``Bearer`` spelt so)
+        is read with as few calls as can be.
+        """
+        get = headers.get
+        if self.scope_header is None or self.scope_header not in headers:
+            scope = self._routed(
+                method,
+                target,
+                get("x-original-uri"),
+                get("x-forwarded-uri"),
+                get("x-original-method"),
+                get("x-forwarded-method"),
+            )
+        else:
+            scope = self._scope(method, target, headers)
+        if scope.__class__ is Reply:
             return scope
-        token = self._token(headers)
+        authorization = get("authorization")
+        if authorization is not None and authorization.startswith("Bearer "):
+            token: str | None = authorization[7:].strip(" \t")
+        else:
+            token = self._token(headers)
         if token is None:
             return self.replies.no_token
-        verdict = await self.verifier.verify(token, scope)
-        if isinstance(verdict, Accepted):
-            return self.replies.accepted(verdict.token_id, verdict.scopes)
-        reason = verdict.reason.value
+        return scope, token  # type: ignore[return-value]
+
+    def _reply(self, verdict: Verdict, scope: str) -> Reply:
+        if verdict.__class__ is Accepted:
+            # One reply per token while its scopes stay the same: most checks are repeats.
+            kept = self._accepted.get(verdict.token_id)
+            if kept is not None and kept[0] == verdict.scopes:
+                return kept[1]
+            if len(self._accepted) >= _ACCEPTED_KEPT:
+                self._accepted.clear()
+            reply = self.replies.accepted(verdict.token_id, verdict.scopes)
+            self._accepted[verdict.token_id] = (verdict.scopes, reply)
+            return reply
+        reason = verdict.reason.value  # type: ignore[union-attr]
         if reason == "insufficient_scope":
             return self.replies.insufficient_scope(scope)
         if reason == "unavailable":
             return self.replies.unavailable
         return self.replies.invalid[reason]
+
+    def answer_now(self, method: str, target: str, headers: Mapping[str, str]) -> Reply | None:
+        """The reply, counted, when it needs no Redis read (a key the verdict cache holds,
+        a refusal on its face); else ``None``: then await the check itself."""
+        asked = self._asked(method, target, headers)
+        if asked.__class__ is Reply:
+            reply: Reply = asked
+        else:
+            scope, token = asked  # type: ignore[misc]
+            verdict = self.verifier.verify_now(token, scope)
+            if verdict is None:
+                return None
+            reply = self._reply(verdict, scope)
+        self.metrics.decided(reply.outcome)
+        return reply
+
+    async def decide(self, method: str, target: str, headers: Mapping[str, str]) -> Reply:
+        """The reply to one check; ``headers`` have lower-case names."""
+        asked = self._asked(method, target, headers)
+        if isinstance(asked, Reply):
+            return asked
+        scope, token = asked
+        return self._reply(await self.verifier.verify(token, scope), scope)
+
+    async def answer_later(self, method: str, target: str, headers: Mapping[str, str]) -> Reply:
+        """The reply, counted, for a check :meth:`answer_now` left to Redis: it reads the
+        secret key without looking in the verdict cache again."""
+        asked = self._asked(method, target, headers)
+        if isinstance(asked, Reply):
+            reply = asked
+        else:
+            scope, token = asked
+            reply = self._reply(await self.verifier.verify_read(token, scope), scope)
+        self.metrics.decided(reply.outcome)
+        return reply
 
     async def __call__(self, method: str, target: str, headers: Mapping[str, str]) -> Reply:
         """:meth:`decide`, counted."""

@@ -14,65 +14,36 @@ completes no request for ``idle_timeout_s`` is closed.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 
 import httptools
 
 from authz.replies import Reply
+from authz.wire import BAD_REQUEST, FAILED, HEAD_TOO_LARGE, DateLine, encode
 
-__all__ = ["Handler", "HttpServer"]
+__all__ = ["Handler", "HttpServer", "QuickHandler"]
 
 Handler = Callable[[str, str, dict[str, str]], Awaitable[Reply]]
 """``(method, target, headers with lower-case names) -> Reply``."""
+QuickHandler = Callable[[str, str, dict[str, str]], Reply | None]
+"""The same, answered without a task (on the loop's next round), or ``None``: then the
+server awaits ``Handler``, which may take it that the quick answer was tried."""
 
 _log = logging.getLogger("authz.http")
 _MAX_HEAD = 64 * 1024
 _MAX_HEADERS = 100
 _MAX_IN_FLIGHT = 32
-_FAILED = Reply(500, "error", (("Content-Type", "application/json"),), b'{"error":"internal"}')
-_BAD = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-_TOO_LARGE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
-)
-_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
 class _HeadTooLarge(Exception):
     pass
 
 
-class _Clock:
-    """The Date header, formatted once a second."""
-
-    def __init__(self) -> None:
-        self._second = 0
-        self._line = b""
-
-    def date_line(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._line = b"Date: %s\r\n" % email.utils.formatdate(now, usegmt=True).encode()
-        return self._line
-
-
-def encode(reply: Reply, keep_alive: bool, with_body: bool, date_line: bytes) -> bytes:
-    """The bytes of one response; a header value that could split the response is refused."""
-    parts = [b"HTTP/1.1 %d %s\r\n" % (reply.status, _REASONS.get(reply.status, b"")), date_line]
-    for name, value in reply.headers:
-        if "\r" in value or "\n" in value:
-            return encode(_FAILED, False, with_body, date_line)
-        parts.append(b"%s: %s\r\n" % (name.encode(), value.encode("latin-1", "replace")))
-    parts.append(b"Content-Length: %d\r\n" % len(reply.body))
-    parts.append(b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n")
-    if with_body:
-        parts.append(reply.body)
-    return b"".join(parts)
+def _settle(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
 
 
 class _Connection(asyncio.Protocol):
@@ -81,6 +52,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: HttpServer) -> None:
         self._server = server
         self._handler = server.handler
+        self._quick = server.quick
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._url = b""
@@ -92,7 +64,7 @@ class _Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._chunk = 0
         self._in_flight = 0
-        self._last: asyncio.Task[None] | None = None
+        self._last: asyncio.Future[None] | None = None
         self._closing = False
         self.last_active = time.monotonic()
 
@@ -122,15 +94,17 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._closing = True  # answer what came, then close: no protocol switch here
         except httptools.HttpParserCallbackError as exc:
-            self._refuse(_TOO_LARGE if isinstance(exc.__context__, _HeadTooLarge) else _BAD)
+            self._refuse(
+                HEAD_TOO_LARGE if isinstance(exc.__context__, _HeadTooLarge) else BAD_REQUEST
+            )
             return
         except httptools.HttpParserError:
-            self._refuse(_BAD)
+            self._refuse(BAD_REQUEST)
             return
         if self._in_head:
             self._head_bytes += len(data)
             if self._head_bytes > _MAX_HEAD:
-                self._refuse(_TOO_LARGE)
+                self._refuse(HEAD_TOO_LARGE)
 
     def _refuse(self, response: bytes) -> None:
         self._closing = True
@@ -179,13 +153,46 @@ class _Connection(asyncio.Protocol):
         keep_alive = self._parser.should_keep_alive() and not self._closing
         if not keep_alive:
             self._closing = True  # what follows on this connection is not read
-        previous = self._last if self._in_flight else None
+        target, headers = self._url.decode("latin-1"), self._headers
         self._in_flight += 1
         if self._in_flight >= _MAX_IN_FLIGHT and self._transport is not None:
             self._transport.pause_reading()
-        self._last = asyncio.get_running_loop().create_task(
-            self._answer(method, self._url.decode("latin-1"), self._headers, keep_alive, previous)
+        previous = self._last if self._in_flight > 1 else None
+        loop = asyncio.get_running_loop()
+        if self._quick is None:
+            self._last = loop.create_task(
+                self._answer(method, target, headers, keep_alive, previous, None)
+            )
+            return
+        # On the loop's next round, not in this callback: whatever Redis sent before this
+        # request came (an invalidation, the end of the tracking connection) is handled
+        # before the verdict cache answers it. A callback costs far less than a task.
+        done: asyncio.Future[None] = loop.create_future()
+        loop.call_soon(self._answer_soon, method, target, headers, keep_alive, previous, done)
+        self._last = done
+
+    def _answer_soon(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        keep_alive: bool,
+        previous: asyncio.Future[None] | None,
+        done: asyncio.Future[None],
+    ) -> None:
+        try:
+            ready = self._quick(method, target, headers)  # type: ignore[misc]
+        except Exception:
+            _log.exception("the check failed; answered 500")  # no request detail: tokens
+            ready, keep_alive, self._closing = FAILED, False, True
+        if ready is not None and (previous is None or previous.done()):
+            self._finish(ready, keep_alive, method)
+            done.set_result(None)
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._answer(method, target, headers, keep_alive, previous, ready)
         )
+        task.add_done_callback(lambda _: _settle(done))
 
     async def _answer(
         self,
@@ -193,26 +200,43 @@ class _Connection(asyncio.Protocol):
         target: str,
         headers: dict[str, str],
         keep_alive: bool,
-        previous: asyncio.Task[None] | None,
+        previous: asyncio.Future[None] | None,
+        ready: Reply | None,
     ) -> None:
-        try:
-            reply = await self._handler(method, target, headers)
-        except Exception:
-            _log.exception("the check failed; answered 500")  # no request detail: tokens
-            reply, keep_alive = _FAILED, False
+        reply = ready
+        if reply is None:
+            try:
+                reply = await self._handler(method, target, headers)
+            except Exception:
+                _log.exception("the check failed; answered 500")  # no request detail: tokens
+                reply, keep_alive = FAILED, False
         if previous is not None:
             await asyncio.shield(previous)  # replies leave in the order requests came
+        self._finish(reply, keep_alive, method)
+
+    def _finish(self, reply: Reply, keep_alive: bool, method: str) -> None:
         self._in_flight -= 1
+        if self._send(reply, keep_alive, method) and self._in_flight == _MAX_IN_FLIGHT - 1:
+            self._transport.resume_reading()  # type: ignore[union-attr]
+
+    def _send(self, reply: Reply, keep_alive: bool, method: str) -> bool:
+        """Write one reply; whether the connection stays open for more.
+
+        A reply without keep-alive is the connection's last: what was asked after it is
+        dropped, as HTTP wants (a client reads nothing after ``Connection: close``).
+        """
         self.last_active = time.monotonic()
         transport = self._transport
         if transport is None or transport.is_closing():
-            return
-        keep_alive = keep_alive and not self._closing
-        transport.write(encode(reply, keep_alive, method != "HEAD", self._server.clock.date_line()))
-        if self._closing and not self._in_flight:
+            return False
+        last = not keep_alive or (self._closing and not self._in_flight)
+        date = self._server.clock.date_line()
+        transport.write(encode(reply, not last, method != "HEAD", date))
+        if last:
+            self._closing = True
             transport.close()
-        elif self._in_flight == _MAX_IN_FLIGHT - 1:
-            transport.resume_reading()
+            return False
+        return True
 
 
 class HttpServer:
@@ -226,14 +250,18 @@ class HttpServer:
         *,
         idle_timeout_s: float = 75.0,
         headers: frozenset[str] | None = None,
+        quick: QuickHandler | None = None,
     ) -> None:
         self.handler = handler
+        self.quick = quick
+        """Tried first for every request; its reply leaves at once when nothing earlier on
+        the connection is still being answered, else in its turn."""
         self.wanted = None if headers is None else frozenset(h.lower().encode() for h in headers)
         """The header names handed to the handler (lower case); None hands all."""
         self.host = host
         self.port = port
         self.idle_timeout_s = idle_timeout_s
-        self.clock = _Clock()
+        self.clock = DateLine()
         self.connections: set[_Connection] = set()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None

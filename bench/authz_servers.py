@@ -47,7 +47,7 @@ def main() -> None:
         for _ in range(options.rounds):
             for server in SERVERS:
                 for handler in HANDLERS:
-                    with target(staged.env, server, handler) as port:
+                    with target(staged.env, server, handler) as (port, _pid):
                         url = f"http://127.0.0.1:{port}/check"
                         load = {"connections": options.connections}
                         run_wrk(url, staged.tokens, CHECK_HEADERS, seconds=WARMUP_S, **load)

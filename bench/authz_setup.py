@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from redis.asyncio import Redis
 
@@ -17,7 +19,15 @@ from bench.verify import store_tokens
 from token_service.keys import Keys
 from token_service.redis.embedded import EmbeddedRedis, free_port
 
-__all__ = ["CHECK_HEADERS", "ROUTES", "Stage", "stage", "target", "wait_listening"]
+__all__ = [
+    "CHECK_HEADERS",
+    "ROUTES",
+    "Stage",
+    "cpu_seconds",
+    "stage",
+    "target",
+    "wait_listening",
+]
 
 ROUTES = ROOT / "deploy" / "authz" / "routes.toml"
 CHECK_HEADERS = {"X-Original-URI": "/api/entities/42", "X-Original-Method": "GET"}
@@ -76,13 +86,20 @@ def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def target(env: dict[str, str], server: str, handler: str) -> Iterator[int]:
-    """``python -m bench.authz_target`` on a free port; yields the port, stops it after."""
+def target(env: dict[str, str], server: str, handler: str) -> Iterator[tuple[int, int]]:
+    """``python -m bench.authz_target`` on a free port; yields the port and the process id,
+    stops it after."""
     port = free_port()
     args = ["-m", "bench.authz_target", "--server", server, "--handler", handler]
     process = spawn([*args, "--port", str(port)], env)
     try:
         wait_listening(port, process)
-        yield port
+        yield port, process.pid
     finally:
         stop(process)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) a process has used so far, from ``/proc`` (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

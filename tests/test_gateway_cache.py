@@ -223,3 +223,23 @@ def test_bad_cache_options_are_refused() -> None:
     for bad in ({"max_entries": 0}, {"max_bytes": 0}, {"max_age_s": 0}, {"heartbeat_s": -1}):
         with pytest.raises(ValueError, match="positive"):
             CacheOptions(**bad)
+
+
+async def test_verify_now_answers_only_what_needs_no_read(
+    client: TokenClient, redis: Redis, keys: Keys
+) -> None:
+    created = await client.generate("cache-now", [SCOPE])
+    assert created.secret is not None
+    assert created.token is not None
+    verifier = await cached_verifier(redis, keys)
+    assert verifier.verify_now("not-a-token", SCOPE) == Rejected(RejectReason.MALFORMED)
+    assert verifier.verify_now(created.secret, SCOPE) is None  # never read: Redis must say
+    assert isinstance(await verifier.verify(created.secret, SCOPE), Accepted)
+    before = await reads(redis)
+    assert isinstance(verifier.verify_now(created.secret, SCOPE), Accepted)
+    assert await reads(redis) == before
+    # A revoke empties the kept read: the same-turn path has nothing to answer with.
+    assert (await client.revoke(created.token.id)).ok
+    assert verifier.verify_now(created.secret, SCOPE) is None
+    assert await verifier.verify(created.secret, SCOPE) == UNKNOWN
+    await verifier.close()

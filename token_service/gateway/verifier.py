@@ -155,36 +155,70 @@ class Verifier:
         or empty ``scope`` is the caller's bug, not the token's: it raises ``TypeError`` or
         ``ValueError`` rather than refuse the token.
         """
+        verdict = self.verify_now(token, scope)
+        return verdict if verdict is not None else await self.verify_read(token, scope)
+
+    def verify_now(self, token: object, scope: str) -> Verdict | None:
+        """:meth:`verify` when it needs no Redis read, else ``None`` (then call
+        :meth:`verify_read`).
+
+        A malformed token, and with the verdict cache a key it holds, are judged here
+        without a coroutine: a server can answer such a check without a task.
+        """
         if not isinstance(scope, str) or not scope:
             raise _scope_error(scope)
         started = time.perf_counter()
-        verdict = await self._verify(token, scope)
+        # The length first: a 32 MB header is refused before anything reads all of it.
+        if not isinstance(token, str) or len(token) != self._token_length:
+            verdict: Verdict = Rejected(RejectReason.MALFORMED)
+        else:
+            cache = self.cache
+            found: object = MISS
+            if cache is not None:
+                if cache.live:
+                    # secret_digest, inlined: a hit costs little else.
+                    found = cache.get(self._secret_prefix + _sha256(token.encode()).hexdigest())
+                else:
+                    self._bypass(cache)
+            if found is not MISS:
+                # Only a well-formed token's key is ever stored: no need to check again.
+                verdict = self._judge(found, scope)  # type: ignore[arg-type]
+            elif is_well_formed(token, self.token_prefix):
+                return None
+            else:
+                verdict = Rejected(RejectReason.MALFORMED)
         self._metrics.checked(
             "accepted" if verdict.ok else verdict.reason,  # type: ignore[union-attr]
             time.perf_counter() - started,
         )
         return verdict
 
-    async def _verify(self, token: object, scope: str) -> Verdict:
-        # The length first: a 32 MB header is refused before anything reads all of it.
-        if not isinstance(token, str) or len(token) != self._token_length:
-            return Rejected(RejectReason.MALFORMED)
-        key = None
-        cache = self.cache
-        if cache is not None:
-            if cache.live:
-                # secret_digest, inlined: a hit costs little else.
-                key = self._secret_prefix + _sha256(token.encode()).hexdigest()
-                found = cache.get(key)
-                if found is not MISS:
-                    # Only a well-formed token's key is ever stored: no need to check again.
-                    return self._judge(found, scope)  # type: ignore[arg-type]
-            else:
-                self._bypass(cache)
-        if not is_well_formed(token, self.token_prefix):
-            return Rejected(RejectReason.MALFORMED)
+    async def verify_read(self, token: object, scope: str) -> Verdict:
+        """:meth:`verify` without looking in the verdict cache: a read from Redis (its
+        result kept for the next check), for a caller whose :meth:`verify_now` said None.
+
+        The token's format is still checked, so it is safe on any input.
+        """
+        if not isinstance(scope, str) or not scope:
+            raise _scope_error(scope)
+        started = time.perf_counter()
+        if (
+            not isinstance(token, str)
+            or len(token) != self._token_length
+            or not is_well_formed(token, self.token_prefix)
+        ):
+            verdict: Verdict = Rejected(RejectReason.MALFORMED)
+        else:
+            verdict = await self._read_and_judge(token, scope)
+        self._metrics.checked(
+            "accepted" if verdict.ok else verdict.reason,  # type: ignore[union-attr]
+            time.perf_counter() - started,
+        )
+        return verdict
+
+    async def _read_and_judge(self, token: str, scope: str) -> Verdict:
         try:
-            found = await self._lookups.fetch(key or self._secret_prefix + secret_digest(token))
+            found = await self._lookups.fetch(self._secret_prefix + secret_digest(token))
         except Exception:  # Redis away, stalled or answering nonsense: fail closed
             return Rejected(RejectReason.UNAVAILABLE)
         return self._judge(found, scope)
