@@ -12,9 +12,9 @@ Contract keys (other programs rely on them; see ``shared/CONTRACT.md``)::
 
 Private keys (may change without notice)::
 
-    {p}:token:<id>             hash    the token record behind ``TokenView``, without its id
-                                       (the key's) or, since layout 2, its creation time
-                                       (the id's ULID time); while active, ``secret``: the
+    {p}:token:<id>             hash    the token record behind ``TokenView``; since layout 2
+                                       without its id (the key's) or creation time (the
+                                       id's ULID time); while active, ``secret``: the
                                        sha256 of its current secret
     {p}:token:<id>:grace       zset    sha256 of each secret in a rotation's grace period ->
                                        valid-until ms; expires with the last of them
