@@ -30,7 +30,8 @@ equal). Redis ACL files take no comments, so the reasons live here:
   stream ``tokens:commands:<name>`` and SUBSCRIBE only to ``tokens:replies:<name>:*``.
 - ``publisher-console`` (the web console) also reads token records, daily counts, audit
   trails, the list of ids, ``tokens:events`` (XREAD: the live feed) and membership of
-  ``tokens:admins``, and keeps sessions under ``tokens:console:*``; no secret hashes.
+  ``tokens:admins``, and keeps sessions under ``tokens:console:*``; no secret hash keys
+  (a record holds its current secret's sha256, which gives no way back to the token).
 - ``token-service`` and ``audit-worker`` may BGREWRITEAOF (and INFO, to see whether the
   append-only file is on): a publisher may paste a token into a command, a gateway into
   a usage report, and deleting the entry (XDEL, each on the stream it reads) does not
