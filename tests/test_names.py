@@ -28,10 +28,15 @@ async def test_the_functions_put_a_name_where_keys_says(
 ) -> None:
     # The Lua derives the bucket (on revoke and expiry) as Keys does in Python.
     names = [f"Bucket-{n}" for n in range(20)]
+    ids = []
     for name in names:
-        assert (await client.generate(name, ["entities:read"])).ok
-    for name in names:
-        assert await redis.hexists(*keys.name(name)), name
+        reply = await client.generate(name, ["entities:read"])
+        assert reply.token is not None
+        ids.append(reply.token.id)
+    for name, token_id in zip(names, ids, strict=True):
+        assert await redis.hget(*keys.name(name)) == token_id, name
+        assert (await client.revoke(token_id)).ok
+        assert not await redis.hexists(*keys.name(name)), name
 
 
 async def test_a_name_in_another_case_is_taken_until_the_holder_is_revoked(
