@@ -16,7 +16,7 @@ workers.audit`` on it, and goes through the real processes only:
 ``INFO memory`` ``used_memory`` is read after each phase. Then every key is measured with
 ``MEMORY USAGE <key> SAMPLES 0`` (exact, no sampling) and grouped by family; per-token
 figures divide a family's bytes by ``N``. The core state of a token (what lives as long
-as the token: record, secret hash, live secrets, digest, index, name, expiries) has a
+as the token: record, secret hash, grace secrets, issued secret, id, name, expiries) has a
 target of at most 800 bytes per token. Every wait is bounded; the exit code is 0 unless
 something failed.
 """

@@ -92,10 +92,10 @@ async def test_the_admin_check_reads_the_admins_set_under_the_services_user(
                 "tokens_revoke",
                 5,
                 keys.command("shared", actor, f"c-{actor}"),
-                *(keys.token("01NONE"), keys.token_secrets("01NONE")),
+                *(keys.token("01NONE"), keys.token_grace("01NONE")),
                 *(keys.expiries, keys.events),
                 *(actor, keys.admins, 60_000, "body", "01NONE", "now", "{}"),
-                *(keys.secret_prefix, keys.name_prefix, 0),
+                *(keys.secret_prefix, keys.names_prefix, 0),
             ),
         )
 

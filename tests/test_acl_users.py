@@ -219,9 +219,11 @@ async def test_audit_worker_never_touches_secrets_or_writes_events(
     await refused(worker.xadd(keys.commands, {"data": "{}"}))
     await refused(worker.publish("anything", "x"))
     await refused(worker.sadd(keys.admins, "mallory"))
-    await refused(worker.get(keys.digest("ef" * 32)))
+    await service.hset(*keys.issued("ef" * 32), "01TOKEN")
+    await refused(worker.hget(*keys.issued("ef" * 32)))
     # Whether a token was issued, it may ask (after deleting a usage entry holding one).
-    assert await worker.exists(secret, keys.digest("ef" * 32)) == 1
+    assert await worker.exists(secret) == 1
+    assert await worker.hexists(*keys.issued("ef" * 32))
     assert await worker.xadd(keys.dead_letter, {"data": "{}"})
     assert await worker.xgroup_create(keys.usage, "audit-usage", id="0", mkstream=True)
 
@@ -271,7 +273,7 @@ async def test_token_service_reads_admins_but_cannot_change_them_or_usage(
     await refused(service.delete(keys.admins))
     await refused(service.set(keys.admins, "x"))
     await refused(service.pexpireat(keys.admins, 1))
-    await refused(service.rename(keys.admins, keys.index))
+    await refused(service.rename(keys.admins, keys.ids))
     await refused(service.xadd(keys.usage, {"data": "{}"}))
     await refused(service.hgetall(f"{keys.prefix}:seen:1"))
 

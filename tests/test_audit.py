@@ -198,6 +198,7 @@ async def test_token_expired_once_with_two_service_processes(
     assert sorted(e["token_id"] for e in expired) == sorted(ids)
     for n, token_id in enumerate(ids):
         assert await redis.hget(keys.token(token_id), "status") == "expired"
-        assert not await redis.exists(keys.token_secrets(token_id))
-        assert not await redis.exists(keys.name(f"brief-{n}"))
+        assert not await redis.hexists(keys.token(token_id), "secret")
+        assert not await redis.exists(keys.token_grace(token_id))
+        assert not await redis.hexists(*keys.name(f"brief-{n}"))
         assert await redis.zscore(keys.expiries, token_id) is None

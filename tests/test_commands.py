@@ -153,7 +153,7 @@ async def test_repeated_command_id_is_answered_with_the_first_outcome(
     assert second.secret is None
     assert second.token == first.token
     assert len(await events_of(redis, keys.events, "TokenCreated")) == 1
-    assert await redis.zcard(keys.index) == 1
+    assert await redis.llen(keys.ids) == 1
 
 
 async def test_repeated_rejection_is_answered_once_and_audited_once(

@@ -161,8 +161,8 @@ async def test_entry_left_by_a_crashed_consumer_is_claimed_and_applied_once(
 async def test_entry_that_keeps_failing_is_dead_lettered_and_the_stream_goes_on(
     settings: ServiceSettings, redis: Redis, keys: Keys
 ) -> None:
-    # A name key of the wrong type makes the script fail inside Redis on every delivery.
-    await redis.hset(keys.name("cursed"), "x", "1")
+    # A name bucket of the wrong type makes the script fail inside Redis on every delivery.
+    await redis.set(keys.name("cursed")[0], "x")
     service = build_service(settings.model_copy(update={"max_deliveries": 2}))
     await service.app.start()
     try:

@@ -30,6 +30,7 @@ from token_service.outputs import declare_outputs
 from token_service.publishers import SHARED
 from token_service.redis.connection import redis_client
 from token_service.redis.groups import ConsumerGroup
+from token_service.redis.migration import migrate_layout
 from token_service.redis.store import TokenStore
 from token_service.redis.subscription import redis_broker, subscribe_batches
 from token_service.settings import ServiceSettings
@@ -134,6 +135,10 @@ def _lifecycle(
                 await pipeline.group.ensure()
             # The audit worker's folds are in the library too: it waits for this.
             await store.load_functions()
+            # Before any command: a Redis of an older layout is moved to this one.
+            migrated = await migrate_layout(store.redis, store.keys)
+            if migrated.tokens or migrated.issued:
+                _log.info("layout_migrated", tokens=migrated.tokens, issued=migrated.issued)
 
         await until_redis_answers(create_groups_and_load_functions, "prepare")
         _log.info(

@@ -12,13 +12,21 @@ Contract keys (other programs rely on them; see ``shared/CONTRACT.md``)::
 
 Private keys (may change without notice)::
 
-    {p}:token:<id>             hash    the token record behind ``TokenView``
-    {p}:token:<id>:secrets     zset    sha256 of each live secret -> valid-until ms (+inf)
-    {p}:name:<name>            string  id of the active token holding the name, the name
-                                       in ASCII lowercase: names are unique whatever the case
-    {p}:digest:<sha256>        string  id of the token a secret belonged to, kept for good
-                                       (so a leaked, already revoked token is still named)
-    {p}:index                  zset    token ids by creation time (ms)
+    {p}:token:<id>             hash    the token record behind ``TokenView``; since layout 2
+                                       without its id (the key's) or creation time (the
+                                       id's ULID time); while active, ``secret``: the
+                                       sha256 of its current secret
+    {p}:token:<id>:grace       zset    sha256 of each secret in a rotation's grace period ->
+                                       valid-until ms; expires with the last of them
+    {p}:names:<bucket>         hash    name in ASCII lowercase -> id of the active token
+                                       holding it (names are unique whatever the case);
+                                       bucket: the first 3 hex digits of the name's SHA-1.
+                                       A holder past its expiry holds it no longer
+    {p}:issued:<bucket>        hash    hex digits 4 to 32 of a secret's sha256 -> id of the
+                                       token it was issued for, kept for good (so a leaked,
+                                       already revoked token is still named); bucket: the
+                                       first 3 digits
+    {p}:ids                    list    token ids, oldest first (creation order)
     {p}:expiries               zset    token ids by expiry time (ms)
     {p}:command:<publisher>:<actor digest>:<command_id>
                                string  JSON outcome of a handled command, kept for a TTL
@@ -36,6 +44,13 @@ Private keys (may change without notice)::
     {p}:console:link:<sha256>  string  a one-time sign-in link's identity, minutes (console)
     {p}:console:login:<sha256> string  an OpenID Connect sign-in under way: state, PKCE
                                        verifier and nonce, 10 minutes (console)
+    {p}:layout                 string  ``2`` once the layout before it (``token_service.
+                                       redis.migration``) was moved to this one
+
+Buckets keep many small entries in one hash that Redis stores compactly (a listpack, up
+to ``hash-max-listpack-entries``, 128 by default, per bucket: 4,096 buckets hold about
+500,000 names or issued secrets so). Past that a bucket still works, in a larger encoding.
+The Lua in ``redis/lua/_layout.lua`` derives the same buckets.
 
 Pub/sub channels::
 
@@ -55,6 +70,8 @@ from dataclasses import dataclass
 __all__ = ["Keys"]
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_BUCKET_HEX = 3  # 4,096 buckets; lua/_layout.lua says the same
+_ISSUED_HEX = 32  # 128 bits of a secret's sha256 name the token it was issued for
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +106,14 @@ class Keys:
         return f"{self.prefix}:admins"
 
     @property
-    def index(self) -> str:
-        """All token ids, by creation time."""
-        return f"{self.prefix}:index"
+    def ids(self) -> str:
+        """All token ids, oldest first."""
+        return f"{self.prefix}:ids"
+
+    @property
+    def layout(self) -> str:
+        """Which layout the keys are in, once an older one was moved."""
+        return f"{self.prefix}:layout"
 
     @property
     def expiries(self) -> str:
@@ -104,30 +126,39 @@ class Keys:
         return f"{self.prefix}:secret:"
 
     @property
-    def name_prefix(self) -> str:
-        """What a name key is before the name."""
-        return f"{self.prefix}:name:"
+    def names_prefix(self) -> str:
+        """What a bucket of names is before its bucket."""
+        return f"{self.prefix}:names:"
+
+    @property
+    def issued_prefix(self) -> str:
+        """What a bucket of issued secrets is before its bucket."""
+        return f"{self.prefix}:issued:"
 
     def secret(self, digest: str) -> str:
         """The gateway lookup hash for one secret."""
         return f"{self.secret_prefix}{digest}"
 
-    def digest(self, digest: str) -> str:
-        """Which token a secret (by its hash) was issued for, long after it stopped working."""
-        return f"{self.prefix}:digest:{digest}"
+    def issued(self, digest: str) -> tuple[str, str]:
+        """Where it is kept which token a secret (by its hash) was issued for, long after it
+        stopped working: ``(bucket, field)``. 128 bits of the hash name it beyond doubt."""
+        return f"{self.issued_prefix}{digest[:_BUCKET_HEX]}", digest[_BUCKET_HEX:_ISSUED_HEX]
 
     def token(self, token_id: str) -> str:
         """One token's record."""
         return f"{self.prefix}:token:{token_id}"
 
-    def token_secrets(self, token_id: str) -> str:
-        """The live secrets of one token."""
-        return f"{self.prefix}:token:{token_id}:secrets"
+    def token_grace(self, token_id: str) -> str:
+        """The secrets of one token still in a rotation's grace period."""
+        return f"{self.prefix}:token:{token_id}:grace"
 
-    def name(self, name: str) -> str:
-        """Which active token holds a name, in any case: ``CaseName`` and ``casename`` share it."""
-        # ASCII only, as Lua's string.lower does where the functions derive this key.
-        return f"{self.name_prefix}{name.translate(_ASCII_LOWER)}"
+    def name(self, name: str) -> tuple[str, str]:
+        """Where it is kept which active token holds a name, in any case: ``(bucket, field)``;
+        ``CaseName`` and ``casename`` share it."""
+        # ASCII only, as Lua's string.lower does where the functions derive this bucket.
+        field = name.translate(_ASCII_LOWER)
+        bucket = hashlib.sha1(field.encode(), usedforsecurity=False).hexdigest()[:_BUCKET_HEX]
+        return f"{self.names_prefix}{bucket}", field
 
     def token_daily(self, token_id: str) -> str:
         """Uses of one token per day."""

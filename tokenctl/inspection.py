@@ -220,7 +220,7 @@ def _look_up(
         store = TokenStore(redis, keys, 1000)
         known = {}
         for digest in {f.digest for f in findings}:
-            token_id = cast(str | None, await redis.get(keys.digest(digest)))
+            token_id = cast(str | None, await redis.hget(*keys.issued(digest)))
             view = await store.get(token_id) if token_id else None
             if view is not None:
                 known[digest] = (view.id, view.name, view.status.value)

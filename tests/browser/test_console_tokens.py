@@ -102,7 +102,7 @@ def test_a_removed_administrator_is_refused_from_the_next_request(page: Page, st
     with stack.redis() as redis:
         assert not any(
             redis.hget(stack.keys.token(token_id), "name") == "after-removal"
-            for token_id in redis.zrange(stack.keys.index, 0, -1)
+            for token_id in redis.lrange(stack.keys.ids, 0, -1)
         )
 
 

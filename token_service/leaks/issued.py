@@ -6,9 +6,9 @@ can compute checksum-valid strings, and each rewrite writes the whole data set, 
 flood of made-up tokens would otherwise keep Redis rewriting. A made-up token's XADD
 leaves the file at the next rewrite, whoever asks for it.
 
-A token was issued when ``{p}:digest:<sha256>`` exists (kept for good, so a revoked or
-expired token still counts) or ``{p}:secret:<sha256>`` does. Redis permission: EXISTS on
-both key patterns.
+A token was issued when its sha256 is in ``{p}:issued:<bucket>`` (kept for good, so a
+revoked or expired token still counts) or ``{p}:secret:<sha256>`` exists. Redis
+permissions: HEXISTS on the buckets, EXISTS on the secrets.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from token_service.keys import Keys
 __all__ = ["any_issued", "candidates", "rewrite_wanted"]
 
 _log = structlog.get_logger("token_service.leaks.aof")
-_CHUNK = 500  # digests per EXISTS call
+_CHUNK = 500  # digests per round trip
 
 
 def candidates(found: Iterable[str], prefix: str) -> set[str]:
@@ -40,13 +40,13 @@ async def any_issued(redis: Redis, keys: Keys, tokens: Iterable[str]) -> bool:
     """True when at least one of ``tokens`` (whole token strings) was ever issued."""
     digests = sorted({secret_digest(token) for token in tokens})
     for start in range(0, len(digests), _CHUNK):
-        names = [
-            name
-            for digest in digests[start : start + _CHUNK]
-            for name in (keys.digest(digest), keys.secret(digest))
-        ]
-        if await redis.exists(*names):
-            return True
+        chunk = digests[start : start + _CHUNK]
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.exists(*(keys.secret(digest) for digest in chunk))
+            for digest in chunk:
+                pipe.hexists(*keys.issued(digest))
+            if any(await pipe.execute()):
+                return True
     return False
 
 

@@ -29,14 +29,18 @@ equal). Redis ACL files take no comments, so the reasons live here:
 - Each registered publisher has a user ``publisher-<name>`` that may XADD only to its own
   stream ``tokens:commands:<name>`` and SUBSCRIBE only to ``tokens:replies:<name>:*``.
 - ``publisher-console`` (the web console) also reads token records, daily counts, audit
-  trails, the index, ``tokens:events`` (XREAD: the live feed) and membership of
-  ``tokens:admins``, and keeps sessions under ``tokens:console:*``; no secret hashes.
+  trails, the list of ids, ``tokens:events`` (XREAD: the live feed) and membership of
+  ``tokens:admins``, and keeps sessions under ``tokens:console:*``; no secret hash keys
+  (a record holds its current secret's sha256, which gives no way back to the token).
 - ``token-service`` and ``audit-worker`` may BGREWRITEAOF (and INFO, to see whether the
   append-only file is on): a publisher may paste a token into a command, a gateway into
   a usage report, and deleting the entry (XDEL, each on the stream it reads) does not
-  take it out of the file on disk until Redis rewrites it. Both may EXISTS the digest
-  and secret keys, read-only, to tell whether a token was really issued: only then is
-  the rewrite worth it.
+  take it out of the file on disk until Redis rewrites it. Both may HEXISTS the issued
+  buckets and EXISTS the secret keys, read-only, to tell whether a token was really
+  issued: only then is the rewrite worth it.
+- ``token-service`` may SCAN (key names only; ACL patterns do not restrict it) and keeps
+  its rights on layout 1's name, digest and index keys: at start-up it moves a Redis of
+  that layout to the current one (``token_service.redis.migration``).
 - ``gateway`` may CLIENT TRACKING, for the ``Verifier``'s verdict cache. Redis 7.0 does
   not hold a broadcast prefix to the user's key patterns: a gateway could track any
   prefix and so learn the *names* (never the values) of keys written under it, such as

@@ -95,7 +95,7 @@ def _console_reads(keys: Keys) -> tuple[Grant, ...]:
     return (
         Grant(("hgetall",), (f"%R~{p}:token:*",)),
         Grant(("lrange",), (f"%R~{p}:token:*:audit",)),
-        Grant(("zrange", "zrevrange"), (f"%R~{keys.index}",)),  # newest first
+        Grant(("lrange",), (f"%R~{keys.ids}",)),  # newest first, from the end
         Grant(("xrevrange", "xread"), (f"%R~{keys.events}",)),
         Grant(("sismember",), (f"%R~{keys.admins}",)),  # checked on every request
         Grant(("get", "set", "getdel", "del", "pexpire"), (f"~{keys.console_prefix}*",)),
@@ -123,8 +123,11 @@ def service_user(keys: Keys) -> RedisUser:
         *("bgrewriteaof", "info"),
         # what its functions and reads call
         *("get", "set", "del", "exists", "sismember"),
-        *("hget", "hmget", "hgetall", "hset", "pexpireat"),
+        *("hget", "hmget", "hgetall", "hset", "hdel", "hexists", "pexpireat"),
         *("zadd", "zrange", "zrangebyscore", "zrem", "zremrangebyscore"),
+        *("rpush", "lpush", "lrange"),
+        # migration.py: at start-up, it finds the keys of layout 1 left to move
+        "scan",
     )
     owned = (
         f"~{keys.commands}",
@@ -133,10 +136,15 @@ def service_user(keys: Keys) -> RedisUser:
         f"~{keys.dead_letter}",
         f"~{keys.secret_prefix}*",
         f"~{p}:token:*",
-        f"~{keys.name_prefix}*",
-        f"~{p}:digest:*",
-        f"~{keys.index}",
+        f"~{keys.names_prefix}*",
+        f"~{keys.issued_prefix}*",
+        f"~{keys.ids}",
         f"~{keys.expiries}",
+        f"~{keys.layout}",
+        # layout 1's keys, which migration.py moves to layout 2 at start-up
+        f"~{p}:name:*",
+        f"~{p}:digest:*",
+        f"~{p}:index",
         f"~{p}:command:*",
         # SISMEMBER only: the functions take its name as an argument, not in KEYS, which
         # Redis checks for writing as well as reading.
@@ -170,7 +178,8 @@ def worker_user(keys: Keys) -> RedisUser:
             Grant(("xadd",), (f"~{keys.dead_letter}",)),
             # a usage entry holding a token is deleted; was the token really issued?
             Grant(("xdel",), (f"~{keys.usage}",)),
-            Grant(("exists",), (f"%R~{p}:digest:*", f"%R~{keys.secret_prefix}*")),
+            Grant(("exists",), (f"%R~{keys.secret_prefix}*",)),
+            Grant(("hexists",), (f"%R~{keys.issued_prefix}*",)),
             # last_used_ms in the token record (it also checks the token exists)
             Grant(("exists", "hget", "hset"), (f"~{p}:token:*",)),
             Grant(("hincrby",), (f"~{p}:token:*:daily",)),
@@ -223,16 +232,16 @@ def operator_user(keys: Keys) -> RedisUser:
         "ping",
         "subscribe",
         "unsubscribe",
-        *("get", "hgetall", "hmget", "zrange", "xrevrange"),
+        *("get", "hget", "hgetall", "hmget", "lrange", "xrevrange"),
         # To stop a runaway script or function, should one ever block Redis; it may run
         # none itself (`tokenctl verify` checks a token the way a gateway does, by HMGET).
         *("script|kill", "function|kill"),
     )
     readable = (
         f"%R~{p}:token:*",
-        f"%R~{keys.index}",
+        f"%R~{keys.ids}",
         f"%R~{keys.events}",
-        f"%R~{p}:digest:*",
+        f"%R~{keys.issued_prefix}*",
         f"%R~{keys.secret_prefix}*",
     )
     return RedisUser(

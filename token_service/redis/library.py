@@ -9,7 +9,8 @@ code again changes nothing), and the audit worker only calls it.
 
 Each function is written in ``lua/<file>.lua`` as a body that reads ``KEYS`` and ``ARGV``,
 with the key layout at its top; the library wraps each body in a Lua function whose two
-parameters carry those names. Command functions start with ``lua/_guard.lua``. Commands
+parameters carry those names. Command functions start with ``lua/_guard.lua``, and those
+that derive keys of the token layout with ``lua/_layout.lua``. Commands
 a function sends are checked against the caller's ACL, as are the keys it is given.
 """
 
@@ -43,11 +44,13 @@ VERSION_FUNCTION = "tokens_library_version"
 """A read-only function answering the loaded library's version: is it there at all?"""
 
 _BODIES: dict[str, tuple[str, ...]] = {
-    "tokens_generate": ("_guard", "generate"),
-    "tokens_revoke": ("_guard", "revoke"),
-    "tokens_rotate": ("_guard", "rotate"),
+    "tokens_generate": ("_layout", "_guard", "generate"),
+    "tokens_revoke": ("_layout", "_guard", "revoke"),
+    "tokens_rotate": ("_layout", "_guard", "rotate"),
     "tokens_reject": ("reject",),
-    "tokens_expire": ("expire",),
+    "tokens_expire": ("_layout", "expire"),
+    "tokens_migrate_tokens": ("_layout", "migrate_tokens"),
+    "tokens_migrate_issued": ("_layout", "migrate_issued"),
     "audit_fold_usage": ("fold_usage",),
     "audit_fold_events": ("fold_events",),
 }

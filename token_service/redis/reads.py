@@ -53,7 +53,7 @@ class TokenReader:
     async def get(self, token_id: str) -> TokenView | None:
         """One token as the contract's view, or ``None`` when no token has this id."""
         record = cast(dict[str, str], await self.redis.hgetall(self.keys.token(token_id)))
-        return view_from_record(record) if record else None
+        return view_from_record(record, token_id=token_id) if record else None
 
     async def list_tokens(
         self,
@@ -74,12 +74,7 @@ class TokenReader:
         now_ms = to_millis(utc_now())
         step = 2 * limit if where is None else max(2 * limit, 500)
         while True:
-            ids = cast(
-                list[str],
-                await self.redis.zrange(
-                    self.keys.index, position, position + step, desc=newest_first
-                ),
-            )
+            ids = await self._ids(position, position + step, newest_first=newest_first)
             if not ids:
                 return TokenPage(views, None, skipped)
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -91,7 +86,7 @@ class TokenReader:
                 if not record:
                     continue
                 try:
-                    view = view_from_record(record, now_ms)
+                    view = view_from_record(record, now_ms, token_id=token_id)
                 except Exception as exc:  # a value no writer should have stored: this one only
                     _log.warning("token record %s cannot be shown: %r", token_id, exc)
                     skipped += 1
@@ -100,6 +95,14 @@ class TokenReader:
                     views.append(view)
                     if len(views) == limit:
                         return TokenPage(views, position, skipped)
+
+    async def _ids(self, start: int, stop: int, *, newest_first: bool) -> list[str]:
+        """Token ids ``start`` to ``stop`` (inclusive) counted from the oldest, or the newest."""
+        if not newest_first:
+            return cast(list[str], await self.redis.lrange(self.keys.ids, start, stop))
+        # The list is oldest first: count from its end, and turn the slice around.
+        ids = cast(list[str], await self.redis.lrange(self.keys.ids, -stop - 1, -start - 1))
+        return ids[::-1]
 
     async def stale(self, unused_days: int = 90, expiring_days: int = 14) -> StaleReport:
         """Active tokens never used, unused for ``unused_days``, or expiring soon."""

@@ -6,6 +6,8 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 
+from ulid import ULID
+
 from contracts import TokenStatus, TokenView, format_timestamp, from_millis, to_millis
 
 __all__ = ["new_record", "view_from_record"]
@@ -22,16 +24,20 @@ def new_record(
     expires_at: datetime | None,
     hint: str,
 ) -> dict[str, str]:
-    """The hash fields of a freshly generated token; optional fields are left out."""
+    """The hash fields of a freshly generated token; optional fields are left out.
+
+    The id is not stored (the key holds it), nor is the creation time when the id is its
+    ULID, to the millisecond, as the handlers make it.
+    """
     record = {
-        "id": token_id,
         "name": name,
         "scopes": " ".join(scopes),
         "status": TokenStatus.ACTIVE.value,
-        "created_at": format_timestamp(created_at),
         "created_by": created_by,
         "hint": hint,
     }
+    if ULID.from_str(token_id).milliseconds != to_millis(created_at):
+        record["created_at"] = format_timestamp(created_at)
     if description is not None:
         record["description"] = description
     if expires_at is not None:
@@ -55,8 +61,18 @@ def _last_used(record: Mapping[str, str]) -> str | None:
         return None
 
 
-def view_from_record(record: Mapping[str, str], now_ms: int | None = None) -> TokenView:
-    """The contract's view of a stored record; an active token past its expiry shows as expired."""
+def _created_at(token_id: str, record: Mapping[str, str]) -> str:
+    # Records of layout 1 hold it; since, only when the id's ULID time is not it.
+    stored = record.get("created_at")
+    return stored or format_timestamp(from_millis(ULID.from_str(token_id).milliseconds))
+
+
+def view_from_record(
+    record: Mapping[str, str], now_ms: int | None = None, *, token_id: str | None = None
+) -> TokenView:
+    """The contract's view of a stored record (``token_id``: the id its key names, when the
+    record does not hold it); an active token past its expiry shows as expired."""
+    token_id = token_id or record["id"]
     status = TokenStatus(record["status"])
     expires_ms = record.get("expires_ms")
     now = now_ms if now_ms is not None else int(time.time() * 1000)
@@ -64,12 +80,12 @@ def view_from_record(record: Mapping[str, str], now_ms: int | None = None) -> To
         status = TokenStatus.EXPIRED
     return TokenView.model_validate(
         {
-            "id": record["id"],
+            "id": token_id,
             "name": record["name"],
             "description": record.get("description"),
             "scopes": record["scopes"].split(),
             "status": status,
-            "created_at": record["created_at"],
+            "created_at": _created_at(token_id, record),
             "created_by": record["created_by"],
             "expires_at": record.get("expires_at"),
             "revoked_at": record.get("revoked_at"),

@@ -8,15 +8,17 @@ whole batch goes to Redis in one pipeline of FCALLs.
     function   KEYS                                              ARGV after the guard's 4
     (guard)    command (scoped per publisher and actor)          actor, admins set or '',
                                                                  ttl ms, body digest
-    generate   command, name, token, token secrets, secret,     token id, now ms, expiry ms
-               index, expiries, events, digest                   or '', scopes, digest,
-                                                                 TokenCreated, record pairs
-    revoke     command, token, token secrets, expiries, events  token id, now, TokenRevoked,
-                                                                 secret prefix, name prefix,
+    generate   command, name bucket, token, secret, ids,        token id, now ms, expiry ms
+               expiries, events, issued bucket                   or '', scopes, digest,
+                                                                 TokenCreated, name field,
+                                                                 issued field, record pairs
+    revoke     command, token, token grace, expiries, events    token id, now, TokenRevoked,
+                                                                 secret prefix, names prefix,
                                                                  now ms
-    rotate     command, token, token secrets, new secret,       token id, now ms, now, grace
-               events, new digest                                end ms, digest, hint,
-                                                                 TokenRotated, secret prefix
+    rotate     command, token, token grace, new secret,         token id, now ms, now, grace
+               events, new issued bucket                         end ms, digest, hint,
+                                                                 TokenRotated, secret prefix,
+                                                                 issued field
     reject     command, events                                   (no guard) outcome JSON,
                                                                  CommandRejected, ttl ms,
                                                                  body digest
@@ -74,23 +76,25 @@ class TokenStore(TokenReader):
         k = self.keys
         if isinstance(plan, NewToken):
             expires_ms: str | int = "" if plan.expires is None else to_millis(plan.expires)
-            keys += [k.name(plan.name), k.token(plan.token_id), k.token_secrets(plan.token_id)]
-            keys += [k.secret(plan.digest), k.index, k.expiries, k.events, k.digest(plan.digest)]
+            (names, name), (issued, field) = k.name(plan.name), k.issued(plan.digest)
+            keys += [names, k.token(plan.token_id), k.secret(plan.digest), k.ids, k.expiries]
+            keys += [k.events, issued]
             args += [plan.token_id, to_millis(plan.created), expires_ms, plan.scopes, plan.digest]
-            args.append(plan.event.decode())
+            args += [plan.event.decode(), name, field]
             for pair in plan.record.items():
                 args.extend(pair)
             return "generate", keys, args
         if isinstance(plan, Revocation):
-            keys += [k.token(plan.token_id), k.token_secrets(plan.token_id), k.expiries, k.events]
+            keys += [k.token(plan.token_id), k.token_grace(plan.token_id), k.expiries, k.events]
             args += [plan.token_id, format_timestamp(plan.at), plan.event.decode()]
-            args += [k.secret_prefix, k.name_prefix, to_millis(plan.at)]
+            args += [k.secret_prefix, k.names_prefix, to_millis(plan.at)]
             return "revoke", keys, args
-        keys += [k.token(plan.token_id), k.token_secrets(plan.token_id), k.secret(plan.digest)]
-        keys += [k.events, k.digest(plan.digest)]
+        issued, field = k.issued(plan.digest)
+        keys += [k.token(plan.token_id), k.token_grace(plan.token_id), k.secret(plan.digest)]
+        keys += [k.events, issued]
         args += [plan.token_id, to_millis(plan.at), format_timestamp(plan.at)]
         args += [to_millis(plan.grace_end), plan.digest, plan.hint, plan.event.decode()]
-        args.append(k.secret_prefix)
+        args += [k.secret_prefix, field]
         return "rotate", keys, args
 
     async def _run(self, calls: Sequence[Call]) -> list[object]:

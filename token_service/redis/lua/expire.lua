@@ -9,16 +9,9 @@ for i, token_id in ipairs(due) do
   redis.call('ZREM', KEYS[1], token_id)
   local token = ARGV[3] .. ':token:' .. token_id
   if redis.call('HGET', token, 'status') == 'active' then
-    -- Redis drops the secrets and the name by their own expiry; make sure of it.
-    for _, digest in ipairs(redis.call('ZRANGE', token .. ':secrets', 0, -1)) do
-      redis.call('DEL', ARGV[3] .. ':secret:' .. digest)
-    end
-    redis.call('DEL', token .. ':secrets')
-    -- The name key holds the name in lowercase (Keys.name): names are unique in any case.
-    local name_key = ARGV[3] .. ':name:' .. string.lower(redis.call('HGET', token, 'name'))
-    if redis.call('GET', name_key) == token_id then
-      redis.call('DEL', name_key)
-    end
+    -- Redis drops the secrets by their own expiry; make sure of it.
+    drop_secrets(ARGV[3] .. ':secret:', token)
+    release_name(ARGV[3] .. ':names:', token, token_id)
     redis.call('HSET', token, 'status', 'expired')
     redis.call('XADD', KEYS[2], '*', 'data', cjson.encode({
       type = 'TokenExpired', schema_version = 1, event_id = ARGV[3 + i],

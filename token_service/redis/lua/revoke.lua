@@ -1,6 +1,6 @@
--- RevokeToken. KEYS: 2 token record, 3 token secrets zset, 4 expiries, 5 events.
+-- RevokeToken. KEYS: 2 token record, 3 its grace zset, 4 expiries, 5 events.
 -- ARGV: 5 token id, 6 now (RFC 3339), 7 TokenRevoked JSON, 8 secret key prefix,
--- 9 name key prefix, 10 now ms.
+-- 9 name bucket prefix, 10 now ms.
 if redis.call('EXISTS', KEYS[2]) == 0 then
   return {'rejected', 'not_found', 'no token has this id'}
 end
@@ -17,18 +17,11 @@ local token_id = ARGV[5]
 redis.call('XADD', KEYS[5], '*', 'data', ARGV[7])
 
 -- Every live secret goes at once: the current one and any still in a grace period.
-for _, digest in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
-  redis.call('DEL', ARGV[8] .. digest)
-end
-redis.call('DEL', KEYS[3])
--- The name key holds the name in lowercase (Keys.name): names are unique in any case.
-local name_key = ARGV[9] .. string.lower(redis.call('HGET', KEYS[2], 'name'))
-if redis.call('GET', name_key) == token_id then
-  redis.call('DEL', name_key)
-end
+drop_secrets(ARGV[8], KEYS[2])
+release_name(ARGV[9], KEYS[2], token_id)
 redis.call('ZREM', KEYS[4], token_id)
 redis.call('HSET', KEYS[2], 'status', 'revoked', 'revoked_at', ARGV[6], 'revoked_by', ARGV[1])
 
-local fields = redis.call('HGETALL', KEYS[2])
+local fields = token_fields(KEYS[2], token_id)
 remember_token(fields)
 return {'ok', fields}
