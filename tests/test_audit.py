@@ -177,7 +177,7 @@ async def test_token_expired_once_with_two_service_processes(
         await service.app.start()
     try:
         async with TokenClient(redis, actor="alice", key_prefix=settings.key_prefix) as client:
-            soon = utc_now() + timedelta(milliseconds=400)
+            soon = utc_now() + timedelta(seconds=3)  # 20 generates fit even on a slow machine
             ids = []
             for n in range(20):
                 reply = await client.generate(f"brief-{n}", ["entities:read"], expires_at=soon)
@@ -188,7 +188,7 @@ async def test_token_expired_once_with_two_service_processes(
                 events = await stream_data(redis, keys.events)
                 return sum(bool(e["type"] == "TokenExpired") for e in events) >= len(ids)
 
-            await wait_for(all_expired)
+            await wait_for(all_expired, limit_s=15.0)
             await asyncio.sleep(0.3)  # both sweepers run several more times
     finally:
         for service in services:

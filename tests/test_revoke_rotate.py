@@ -111,10 +111,11 @@ async def test_rotating_a_revoked_or_unknown_token_is_refused(client: TokenClien
 
 
 async def test_expired_token_cannot_be_revoked_or_rotated(client: TokenClient) -> None:
-    soon = utc_now() + timedelta(milliseconds=200)
+    # Far enough ahead that a slow machine still generates it in time.
+    soon = utc_now() + timedelta(seconds=1)
     created = await client.generate("lapsing", ["entities:read"], expires_at=soon)
     assert created.token is not None
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(max(0.0, (soon - utc_now()).total_seconds()) + 0.1)
     for reply in (await client.revoke(created.token.id), await client.rotate(created.token.id)):
         assert reply.error is not None
         assert reply.error.code is ErrorCode.CONFLICT
