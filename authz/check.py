@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 
+from authz.clients import ClientAddress
 from authz.metrics import AuthzMetrics
 from authz.original import original_request
 from authz.replies import Replies, Reply
@@ -50,6 +51,7 @@ class Check:
         path_prefix: str = "/check",
         token_header: str | None = None,
         scope_header: str | None = None,
+        client_address: ClientAddress | None = None,
     ) -> None:
         self.verifier = verifier
         self.routes = routes
@@ -58,6 +60,7 @@ class Check:
         self.path_prefix = path_prefix
         self.token_header = token_header.lower() if token_header else None
         self.scope_header = scope_header.lower() if scope_header else None
+        self.client_address = client_address or ClientAddress(None)
         # Few distinct requests meet a busy endpoint; bounded, so odd ones cannot grow it.
         self._routed = functools.lru_cache(maxsize=_ROUTED_CACHE)(self._route)
         self.header_names = frozenset(
@@ -70,6 +73,7 @@ class Check:
                 "x-forwarded-method",
                 self.token_header,
                 self.scope_header,
+                self.client_address.header,
             )
             if name is not None
         )
@@ -131,12 +135,15 @@ class Check:
         token = self._token(headers)
         if token is None:
             return self.replies.no_token
-        verdict = await self.verifier.verify(token, scope)
+        client_ip = self.client_address.of(headers)
+        verdict = await self.verifier.verify(token, scope, client_ip=client_ip)
         if isinstance(verdict, Accepted):
             return self.replies.accepted(verdict.token_id, verdict.scopes)
         reason = verdict.reason.value
         if reason == "insufficient_scope":
             return self.replies.insufficient_scope(scope)
+        if reason == "ip_not_allowed":
+            return self.replies.ip_not_allowed
         if reason == "unavailable":
             return self.replies.unavailable
         return self.replies.invalid[reason]

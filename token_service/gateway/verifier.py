@@ -23,6 +23,7 @@ from enum import StrEnum
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from contracts.networks import address_allowed
 from contracts.scopes import grants
 from contracts.token_format import DEFAULT_PREFIX, MAX_TOKEN_BODY, is_well_formed, secret_digest
 from token_service.gateway.cache import MISS, CacheOptions, Found, SecretCache
@@ -43,6 +44,8 @@ class RejectReason(StrEnum):
     EXPIRED = "expired"
     INSUFFICIENT_SCOPE = "insufficient_scope"
     UNAVAILABLE = "unavailable"
+    IP_NOT_ALLOWED = "ip_not_allowed"
+    """The token has an allowlist (version 2.x) and the client's address is not in it."""
 
 
 @dataclass(slots=True)
@@ -147,8 +150,12 @@ class Verifier:
         if self._tracking is not None:
             await self._tracking.close()
 
-    async def verify(self, token: object, scope: str) -> Verdict:
+    async def verify(self, token: object, scope: str, *, client_ip: str | None = None) -> Verdict:
         """Accept ``token`` for ``scope``, or say why not; never raises for a bad token.
+
+        ``client_ip`` is the address the request came from, as the gateway knows it (the
+        peer, or what a trusted proxy says). A token with an allowlist is refused
+        ``ip_not_allowed`` from any other address, and from an unknown one (``None``).
 
         Whatever the request held is a token to judge: anything but a well-formed token
         string (``None`` for a missing header, bytes, a number) is ``malformed``. A missing
@@ -158,14 +165,14 @@ class Verifier:
         if not isinstance(scope, str) or not scope:
             raise _scope_error(scope)
         started = time.perf_counter()
-        verdict = await self._verify(token, scope)
+        verdict = await self._verify(token, scope, client_ip)
         self._metrics.checked(
             "accepted" if verdict.ok else verdict.reason,  # type: ignore[union-attr]
             time.perf_counter() - started,
         )
         return verdict
 
-    async def _verify(self, token: object, scope: str) -> Verdict:
+    async def _verify(self, token: object, scope: str, client_ip: str | None) -> Verdict:
         # The length first: a 32 MB header is refused before anything reads all of it.
         if not isinstance(token, str) or len(token) != self._token_length:
             return Rejected(RejectReason.MALFORMED)
@@ -178,7 +185,7 @@ class Verifier:
                 found = cache.get(key)
                 if found is not MISS:
                     # Only a well-formed token's key is ever stored: no need to check again.
-                    return self._judge(found, scope)  # type: ignore[arg-type]
+                    return self._judge(found, scope, client_ip)  # type: ignore[arg-type]
             else:
                 self._bypass(cache)
         if not is_well_formed(token, self.token_prefix):
@@ -187,17 +194,17 @@ class Verifier:
             found = await self._lookups.fetch(key or self._secret_prefix + secret_digest(token))
         except Exception:  # Redis away, stalled or answering nonsense: fail closed
             return Rejected(RejectReason.UNAVAILABLE)
-        return self._judge(found, scope)
+        return self._judge(found, scope, client_ip)
 
     def _bypass(self, cache: SecretCache) -> None:
         cache.bypassed += 1
         if self._tracking is not None and not self._tracking.started:
             self._tracking.start()
 
-    def _judge(self, found: Found | None, scope: str) -> Verdict:
+    def _judge(self, found: Found | None, scope: str, client_ip: str | None) -> Verdict:
         if found is None:
             return Rejected(RejectReason.UNKNOWN)
-        token_id, scope_list, expires, gone_ms = found
+        token_id, scope_list, expires, gone_ms, allowed = found
         if expires or gone_ms is not None:
             now_ms = self._clock_ms()
             # Redis drops an expired key on its own, but not to the millisecond: the clock
@@ -206,6 +213,9 @@ class Verifier:
                 return Rejected(RejectReason.EXPIRED, token_id)
             if gone_ms is not None and gone_ms <= now_ms:  # a kept read of a key Redis dropped
                 return Rejected(RejectReason.UNKNOWN)
+        # Before the scope: a caller from elsewhere learns nothing of what the token grants.
+        if allowed and not address_allowed(allowed, client_ip):
+            return Rejected(RejectReason.IP_NOT_ALLOWED, token_id)
         scopes, granted = _decide(scope_list, scope)
         if not granted:
             return Rejected(RejectReason.INSUFFICIENT_SCOPE, token_id)

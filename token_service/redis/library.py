@@ -46,6 +46,7 @@ _BODIES: dict[str, tuple[str, ...]] = {
     "tokens_generate": ("_guard", "generate"),
     "tokens_revoke": ("_guard", "revoke"),
     "tokens_rotate": ("_guard", "rotate"),
+    "tokens_update": ("_guard", "update"),
     "tokens_reject": ("reject",),
     "tokens_expire": ("expire",),
     "audit_fold_usage": ("fold_usage",),

@@ -10,13 +10,19 @@ whole batch goes to Redis in one pipeline of FCALLs.
                                                                  ttl ms, body digest
     generate   command, name, token, token secrets, secret,     token id, now ms, expiry ms
                index, expiries, events, digest                   or '', scopes, digest,
-                                                                 TokenCreated, record pairs
+                                                                 TokenCreated, allowlist or
+                                                                 '', record pairs
     revoke     command, token, token secrets, expiries, events  token id, now, TokenRevoked,
                                                                  secret prefix, name prefix,
                                                                  now ms
     rotate     command, token, token secrets, new secret,       token id, now ms, now, grace
                events, new digest                                end ms, digest, hint,
                                                                  TokenRotated, secret prefix
+    update     command, token, token secrets, events             token id, now ms, TokenUpdated
+                                                                 without changes, secret
+                                                                 prefix, '1' or '' and the
+                                                                 description, '1' or '' and
+                                                                 the allowlist
     reject     command, events                                   (no guard) outcome JSON,
                                                                  CommandRejected, ttl ms,
                                                                  body digest
@@ -35,7 +41,7 @@ from ulid import ULID
 
 from contracts import format_timestamp, to_millis
 from token_service.keys import Keys
-from token_service.plans import Issuer, NewToken, Plan, Rejection, Revocation
+from token_service.plans import Issuer, NewToken, Plan, Rejection, Revocation, Update
 from token_service.redis.library import is_missing, load_library
 from token_service.redis.outcomes import (
     Outcome,
@@ -77,7 +83,7 @@ class TokenStore(TokenReader):
             keys += [k.name(plan.name), k.token(plan.token_id), k.token_secrets(plan.token_id)]
             keys += [k.secret(plan.digest), k.index, k.expiries, k.events, k.digest(plan.digest)]
             args += [plan.token_id, to_millis(plan.created), expires_ms, plan.scopes, plan.digest]
-            args.append(plan.event.decode())
+            args += [plan.event.decode(), plan.allowed]
             for pair in plan.record.items():
                 args.extend(pair)
             return "generate", keys, args
@@ -86,12 +92,22 @@ class TokenStore(TokenReader):
             args += [plan.token_id, format_timestamp(plan.at), plan.event.decode()]
             args += [k.secret_prefix, k.name_prefix, to_millis(plan.at)]
             return "revoke", keys, args
+        if isinstance(plan, Update):
+            return self._update(plan, keys, args)
         keys += [k.token(plan.token_id), k.token_secrets(plan.token_id), k.secret(plan.digest)]
         keys += [k.events, k.digest(plan.digest)]
         args += [plan.token_id, to_millis(plan.at), format_timestamp(plan.at)]
         args += [to_millis(plan.grace_end), plan.digest, plan.hint, plan.event.decode()]
         args.append(k.secret_prefix)
         return "rotate", keys, args
+
+    def _update(self, plan: Update, keys: list[str], args: list[str | int]) -> Call:
+        k = self.keys
+        keys += [k.token(plan.token_id), k.token_secrets(plan.token_id), k.events]
+        args += [plan.token_id, to_millis(plan.at), plan.event.decode(), k.secret_prefix]
+        for value in (plan.description, plan.allowed):
+            args += ["" if value is None else "1", value or ""]
+        return "update", keys, args
 
     async def _run(self, calls: Sequence[Call]) -> list[object]:
         replies: list[object] = [None] * len(calls)

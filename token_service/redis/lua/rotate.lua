@@ -5,7 +5,8 @@
 if redis.call('EXISTS', KEYS[2]) == 0 then
   return {'rejected', 'not_found', 'no token has this id'}
 end
-local record = redis.call('HMGET', KEYS[2], 'status', 'expires_ms', 'scopes', 'expires_at')
+local record = redis.call(
+  'HMGET', KEYS[2], 'status', 'expires_ms', 'scopes', 'expires_at', 'allowed_cidrs')
 local status, expires_ms, scopes = record[1], record[2], record[3]
 local now_ms, grace_end = tonumber(ARGV[6]), tonumber(ARGV[8])
 if status ~= 'active' then
@@ -38,6 +39,9 @@ for _, digest in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '+inf', '+inf')) do
 end
 
 redis.call('HSET', KEYS[4], 'token_id', ARGV[5], 'scopes', scopes)
+if record[5] then  -- the new secret keeps the token's allowlist
+  redis.call('HSET', KEYS[4], 'allowed_cidrs', record[5])
+end
 if expires_ms then
   redis.call('HSET', KEYS[4], 'expires_at', expires_ms)
   redis.call('PEXPIREAT', KEYS[4], expires_ms)
