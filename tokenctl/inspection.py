@@ -90,7 +90,21 @@ def _details(event: dict[str, Any]) -> str:
         return f"reason: {event.get('reason') or '-'}"
     if kind == "TokenRotated":
         return f"old secret valid until {event.get('previous_valid_until')}"
+    if kind == "TokenUpdated":
+        changes = event.get("changes") or {}
+        parts = [
+            f"{name}: {_shown(change.get('old'))} -> {_shown(change.get('new'))}"
+            for name, change in changes.items()
+            if isinstance(change, dict)
+        ]
+        return "; ".join(parts) or "nothing changed"
     return ""
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, list):
+        return " ".join(str(item) for item in value) or "any address"
+    return "none" if value is None else str(value)
 
 
 @base.app.command()
