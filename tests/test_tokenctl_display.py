@@ -153,7 +153,18 @@ def tables(out: str) -> list[Shown]:
 
 
 NARROW = ["name", "status", "scopes", "last used", "expires"]
-EVERY = ["name", "id", "status", "scopes", "last used", "expires", "created by", "created", "hint"]
+EVERY = [
+    "name",
+    "id",
+    "status",
+    "scopes",
+    "last used",
+    "expires",
+    "created by",
+    "created",
+    "hint",
+    "allowed from",
+]
 
 
 def assert_complete(out: str, width: int) -> list[Shown]:
