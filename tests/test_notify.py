@@ -4,6 +4,7 @@ after a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -84,7 +85,8 @@ def _signed(header: str, body: bytes) -> bool:
 
 
 async def _deliveries(redis: Redis, keys: Keys) -> list[dict[str, str]]:
-    return [fields for _, fields in await redis.xrange(keys.notify_deliveries)]
+    entries: list[tuple[str, dict[str, str]]] = await redis.xrange(keys.notify_deliveries)
+    return [fields for _, fields in entries]
 
 
 async def test_a_revocation_reaches_both_webhooks_signed_in_their_formats(
@@ -205,8 +207,6 @@ async def test_a_restarted_notifier_sends_nothing_twice(
 
 
 async def _settle() -> None:
-    import asyncio
-
     await asyncio.sleep(0.5)  # time enough for a duplicate to show up, were one coming
 
 
