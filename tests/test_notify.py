@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import orjson
 import pytest
@@ -85,7 +86,7 @@ def _signed(header: str, body: bytes) -> bool:
 
 
 async def _deliveries(redis: Redis, keys: Keys) -> list[dict[str, str]]:
-    entries: list[tuple[str, dict[str, str]]] = await redis.xrange(keys.notify_deliveries)
+    entries = cast(list[tuple[str, dict[str, str]]], await redis.xrange(keys.notify_deliveries))
     return [fields for _, fields in entries]
 
 
