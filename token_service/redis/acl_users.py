@@ -124,7 +124,7 @@ def service_user(keys: Keys) -> RedisUser:
         *("bgrewriteaof", "info"),
         # what its functions and reads call
         *("get", "set", "del", "exists", "sismember"),
-        *("hget", "hmget", "hgetall", "hset", "pexpireat"),
+        *("hget", "hmget", "hgetall", "hset", "hdel", "pexpireat"),
         *("zadd", "zrange", "zrangebyscore", "zrem", "zremrangebyscore"),
     )
     owned = (
@@ -198,7 +198,7 @@ def notifier_user(keys: Keys) -> RedisUser:
             Grant(("ping", *_GROUP_READER, *_TRANSACTIONS), (f"~{keys.events}",)),
             Grant(("xadd",), (f"~{keys.dead_letter}", f"~{keys.notify_deliveries}")),
             Grant(
-                ("exists", "get", "set", "incr", "pexpire", "del"),
+                ("exists", "get", "set", "incrby", "pexpire", "del"),
                 (f"~{keys.notify_prefix}delivered:*", f"~{keys.notify_prefix}attempts:*"),
             ),
         ),
