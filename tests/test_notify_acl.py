@@ -65,10 +65,12 @@ async def test_the_notifier_and_updates_work_as_their_own_users(
 
             async def ready() -> bool:
                 try:
-                    url = f"http://127.0.0.1:{port}/readyz"
-                    with urllib.request.urlopen(url, timeout=2) as response:
-                        return bool(response.status == 200)
-                except OSError:
+                    async with (
+                        aiohttp.ClientSession() as http,
+                        http.get(f"http://127.0.0.1:{port}/readyz") as response,
+                    ):
+                        return response.status == 200
+                except aiohttp.ClientError:
                     return False
 
             await wait_for(ready, 30)
