@@ -26,8 +26,8 @@ class Webhook(BaseModel):
     format: Literal["slack", "json"] = "json"
     """``slack``: ``{"text": "..."}`` as Slack's incoming webhooks take it; ``json``: the
     event itself, as on ``tokens:events``."""
-    secret: SecretStr | None = None
-    """Signs this webhook's deliveries instead of ``NOTIFY_SECRET``."""
+    secret: SecretStr | None = Field(default=None, min_length=16)
+    """Signs this webhook's deliveries instead of ``NOTIFY_SECRET`` (16 characters at least)."""
 
 
 class NotifySettings(RedisAccess):
@@ -80,6 +80,10 @@ class NotifySettings(RedisAccess):
 
     @model_validator(mode="after")
     def _every_webhook_is_signed(self) -> NotifySettings:
+        if self.secret is not None and len(self.secret.get_secret_value()) < 16:
+            if self.secret.get_secret_value():
+                raise ValueError("NOTIFY_SECRET: at least 16 characters")
+            self.secret = None  # an empty variable (compose's default) is no secret
         names = [hook.name for hook in self.webhooks]
         if len(set(names)) != len(names):
             raise ValueError("NOTIFY_WEBHOOKS: each webhook needs a name of its own")
