@@ -8,7 +8,9 @@ cached, and a revocation is seen by the very next check; with a verdict cache
 (:class:`~token_service.gateway.cache.CacheOptions`) a check of a key read before costs
 no round trip, and Redis reports every change to the secret keys so that the cache
 forgets it. When Redis cannot be reached the answer is ``unavailable``: the verifier
-fails closed, never open.
+fails closed, never open. A token whose hash holds an allowlist (``allowed_cidrs``,
+version 2.x) is accepted only from a client address inside it (``client_ip``), read in
+the same one round trip and kept in the same cache entry.
 """
 
 from __future__ import annotations
