@@ -218,3 +218,36 @@ async def _arrived(receiver: Receiver, count: int, paths: tuple[str, ...] = HOOK
 async def _nothing_pending(redis: Redis, keys: Keys) -> bool:
     pending = await redis.xpending(keys.events, "notify")
     return int(pending["pending"]) == 0
+
+
+async def test_two_notifiers_at_once_send_each_notice_once_across_an_outage(
+    client: TokenClient,
+    redis: Redis,
+    keys: Keys,
+    settings: ServiceSettings,
+    receiver: Receiver,
+    tmp_path: Path,
+) -> None:
+    # The one that read the event keeps it while it retries: the other, which takes over
+    # what looks abandoned after 600 ms, must not take it and send it as well.
+    quick = {"NOTIFY_CLAIM_IDLE_MS": "600"}
+    first = _env(receiver, consumer="notify-a", **quick)
+    second = _env(receiver, consumer="notify-b", **quick)
+    with (
+        notifier_process(settings, tmp_path / "a.log", env=first),
+        notifier_process(settings, tmp_path / "b.log", env=second),
+    ):
+        await _ready(redis, keys)
+        await _revoke(client, "two-notifiers")
+
+        async def long_failing() -> bool:
+            failed = [r for r in await _deliveries(redis, keys) if r["ok"] == "false"]
+            return len(failed) >= 8  # well past several claim periods
+
+        await wait_for(long_failing, 20)
+        await receiver.up()
+        await wait_for(lambda: _arrived(receiver, 1), 15)
+        await wait_for(lambda: _nothing_pending(redis, keys), 5)
+        await _settle()
+    assert len(receiver.at("/slack")) == 1
+    assert len(receiver.at("/json")) == 1

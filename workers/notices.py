@@ -54,6 +54,10 @@ Entry = tuple[bytes, dict[bytes, bytes] | None]
 """A stream entry as XREADGROUP answers it (no fields: deleted since)."""
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _entries(reply: Any) -> list[Entry]:
     # redis-py's types cannot say what a RESP2 XREADGROUP of one stream answers.
     return list(reply[0][1]) if reply else []
@@ -93,6 +97,8 @@ class Notifier:
         self._types = frozenset(settings.event_types)
         self._pending_cursor: str | None = "0"
         self._next_claim = 0.0
+        self._claim_cursor = "0-0"
+        self._next_keep = 0.0
         self._limit = asyncio.Semaphore(_CONCURRENCY)
         self._ttl_ms = settings.delivered_days * 86_400_000
 
@@ -107,6 +113,7 @@ class Notifier:
     async def step(self) -> None:
         """Take in what there is to take in, then make every delivery that is due."""
         self._admit(await self._read())
+        await self._keep_ownership()
         await self._deliver_due()
         self.metrics.held.set(len(self.held))
 
@@ -128,8 +135,14 @@ class Notifier:
         if self._clock() >= self._next_claim:
             self._next_claim = self._clock() + s.claim_idle_ms / 2000
             claimed = await self.redis.xautoclaim(
-                self.stream, GROUP, consumer, s.claim_idle_ms, "0-0", count=s.batch_size
+                self.stream,
+                GROUP,
+                consumer,
+                s.claim_idle_ms,
+                self._claim_cursor,
+                count=s.batch_size,
             )
+            self._claim_cursor = _text(claimed[0])
             fresh = [e for e in cast(list[Entry], claimed[1]) if e[0].decode() not in self.held]
             if fresh:
                 return list(fresh)
@@ -140,6 +153,27 @@ class Notifier:
             GROUP, consumer, {self.stream: ">"}, count=s.batch_size, block=self._wait_ms()
         )
         return _entries(reply)
+
+    async def _keep_ownership(self) -> None:
+        """Drop what another consumer took over; keep what is still ours from looking idle.
+
+        Retrying does not touch an entry in Redis' eyes, so a held entry would look
+        abandoned to another notifier after ``NOTIFY_CLAIM_IDLE_MS``: it is claimed again
+        here (JUSTID, which only resets its idle time) well before that.
+        """
+        if not self.held or self._pending_cursor is not None or self._clock() < self._next_keep:
+            return
+        self._next_keep = self._clock() + self.settings.claim_idle_ms / 3000
+        consumer = self.settings.consumer_name
+        pending = await self.redis.xpending_range(
+            self.stream, GROUP, "-", "+", len(self.held) + self.settings.batch_size, consumer
+        )
+        ours = {_text(p["message_id"]) for p in pending}
+        for entry_id in [entry_id for entry_id in self.held if entry_id not in ours]:
+            del self.held[entry_id]  # another consumer has it now, and delivers it
+        if ours:
+            ids: list[int | bytes | str | memoryview] = [*sorted(ours)]
+            await self.redis.xclaim(self.stream, GROUP, consumer, 0, ids, justid=True)
 
     def _admit(self, entries: list[Entry]) -> None:
         passed_over = []

@@ -195,7 +195,8 @@ def notifier_user(keys: Keys) -> RedisUser:
         "notifier",
         "the notifier (`python -m workers.notify`): notices to webhooks",
         (
-            Grant(("ping", *_GROUP_READER, *_TRANSACTIONS), (f"~{keys.events}",)),
+            # XCLAIM: to keep the events it retries from looking abandoned to another
+            Grant(("ping", *_GROUP_READER, "xclaim", *_TRANSACTIONS), (f"~{keys.events}",)),
             Grant(("xadd",), (f"~{keys.dead_letter}", f"~{keys.notify_deliveries}")),
             Grant(
                 ("exists", "get", "set", "incrby", "pexpire", "del"),
