@@ -241,6 +241,7 @@ class Notifier:
         entry_id, name = held.entry_id, hook.name
         record: dict[Any, Any] = {
             "webhook": name,
+            "consumer": self.settings.consumer_name,
             "entry_id": entry_id,
             "event_id": str(held.event.get("event_id", "")),
             "type": str(held.event.get("type", "")),
