@@ -51,7 +51,7 @@ async def test_the_notifier_and_updates_work_as_their_own_users(
     notify_env = {
         **acl_server.env("notifier"),
         "NOTIFY_WEBHOOKS": json.dumps(hooks),
-        "NOTIFY_SECRET": "s3cret",
+        "NOTIFY_SECRET": "s3cret-of-16-chars",
         "NOTIFY_HTTP_PORT": str(port),
     }
     log = tmp_path / "processes.log"
