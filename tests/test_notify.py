@@ -193,6 +193,14 @@ async def test_a_restarted_notifier_sends_nothing_twice(
             await _ready(redis, keys)
             await _revoke(client, "restarted")
             await wait_for(lambda: _arrived(slack_only, 1, paths=("/slack",)), 10)
+
+            async def recorded() -> bool:
+                records = await _deliveries(redis, keys)
+                return any(r["webhook"] == "ops-slack" and r["ok"] == "true" for r in records)
+
+            # Killed once the delivery is written down: between the receiver's 200 and
+            # that write, a crash would send it again (README, "Notifier": the one window).
+            await wait_for(recorded, 10)
             first.kill()
         # Another consumer (another host, say) takes the pending event over.
         env = {**env, "NOTIFY_CONSUMER_NAME": "notify-other", "NOTIFY_CLAIM_IDLE_MS": "300"}

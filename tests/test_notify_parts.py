@@ -42,6 +42,9 @@ def test_slack_gets_a_sentence_and_json_the_event_as_written() -> None:
         "Token 01T was revoked by alice ("
     )
     assert body_for(plain, revoked, raw) == raw
+    loud = {**revoked, "reason": "<!channel> & <https://evil.test|click>"}
+    text = orjson.loads(body_for(slack, loud, orjson.dumps(loud)))["text"]
+    assert "&lt;!channel&gt; &amp; &lt;https://evil.test|click&gt;" in text
     later = {"type": "TokenRotationDue", "token_id": "01T", "due_at": "2027-01-01"}
     assert text_of(later).startswith("TokenRotationDue: token 01T - 2027-01-01")
 

@@ -67,7 +67,9 @@ def text_of(event: dict[str, Any]) -> str:
 def body_for(hook: Webhook, event: dict[str, Any], raw: bytes) -> bytes:
     """What is posted: Slack's ``{"text": ...}``, or the event as the stream holds it."""
     if hook.format == "slack":
-        return orjson.dumps({"text": text_of(event)})
+        # Slack reads <...> as links and mentions (<!channel>): a reason is shown, not run.
+        text = text_of(event).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        return orjson.dumps({"text": text})
     return raw
 
 
