@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from authz.check import Check
+from authz.clients import ClientAddress
 from authz.http import HttpServer
 from authz.metrics import AuthzMetrics
 from authz.replies import Replies
@@ -95,6 +96,7 @@ def build_endpoint(settings: AuthzSettings, routes: RouteTable | None = None) ->
         path_prefix=settings.path_prefix,
         token_header=settings.token_header,
         scope_header=settings.scope_header,
+        client_address=ClientAddress(settings.client_ip_header, settings.client_ip_hops),
     )
     server = HttpServer(
         check.answer_later,

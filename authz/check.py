@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 
+from authz.clients import ClientAddress
 from authz.metrics import AuthzMetrics
 from authz.original import original_request
 from authz.replies import Replies, Reply
@@ -51,6 +52,7 @@ class Check:
         path_prefix: str = "/check",
         token_header: str | None = None,
         scope_header: str | None = None,
+        client_address: ClientAddress | None = None,
     ) -> None:
         self.verifier = verifier
         self.routes = routes
@@ -59,6 +61,7 @@ class Check:
         self.path_prefix = path_prefix
         self.token_header = token_header.lower() if token_header else None
         self.scope_header = scope_header.lower() if scope_header else None
+        self.client_address = client_address or ClientAddress(None)
         # Few distinct requests meet a busy endpoint; bounded, so odd ones cannot grow it.
         self._routed = functools.lru_cache(maxsize=_ROUTED_CACHE)(self._route)
         self._accepted: dict[str, tuple[tuple[str, ...], Reply]] = {}
@@ -72,6 +75,7 @@ class Check:
                 "x-forwarded-method",
                 self.token_header,
                 self.scope_header,
+                self.client_address.header,
             )
             if name is not None
         )
@@ -170,6 +174,8 @@ class Check:
         reason = verdict.reason.value  # type: ignore[union-attr]
         if reason == "insufficient_scope":
             return self.replies.insufficient_scope(scope)
+        if reason == "ip_not_allowed":
+            return self.replies.ip_not_allowed
         if reason == "unavailable":
             return self.replies.unavailable
         return self.replies.invalid[reason]
@@ -182,7 +188,8 @@ class Check:
             reply: Reply = asked
         else:
             scope, token = asked  # type: ignore[misc]
-            verdict = self.verifier.verify_now(token, scope)
+            client_ip = self.client_address.of(headers)
+            verdict = self.verifier.verify_now(token, scope, client_ip=client_ip)
             if verdict is None:
                 return None
             reply = self._reply(verdict, scope)
@@ -195,7 +202,8 @@ class Check:
         if isinstance(asked, Reply):
             return asked
         scope, token = asked
-        return self._reply(await self.verifier.verify(token, scope), scope)
+        client_ip = self.client_address.of(headers)
+        return self._reply(await self.verifier.verify(token, scope, client_ip=client_ip), scope)
 
     async def answer_later(self, method: str, target: str, headers: Mapping[str, str]) -> Reply:
         """The reply, counted, for a check :meth:`answer_now` left to Redis: it reads the
@@ -205,7 +213,9 @@ class Check:
             reply = asked
         else:
             scope, token = asked
-            reply = self._reply(await self.verifier.verify_read(token, scope), scope)
+            client_ip = self.client_address.of(headers)
+            verdict = await self.verifier.verify_read(token, scope, client_ip=client_ip)
+            reply = self._reply(verdict, scope)
         self.metrics.decided(reply.outcome)
         return reply
 

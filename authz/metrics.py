@@ -22,6 +22,7 @@ OUTCOMES = (
     "unknown",
     "expired",
     "insufficient_scope",
+    "ip_not_allowed",
     "unavailable",
     "no_route",
     "bad_request",

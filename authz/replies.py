@@ -6,6 +6,10 @@
   only credentials of another scheme), and with ``error="invalid_token"`` added when
   one came and is malformed, unknown (revoked, never issued) or expired;
 - ``403`` with ``error="insufficient_scope", scope="..."`` when the token lacks the scope;
+- ``403`` ``{"error":"ip_not_allowed"}``, without a challenge, when the token has an
+  allowlist and the client's address is not in it (or unknown): the token is good, the
+  place is not, and another token or the same one again would not help where a 401
+  would invite the client to authenticate anew;
 - ``403`` without a challenge when no route gives the request a scope, or the proxy's
   account of the request cannot be trusted: no token could ever pass;
 - ``503`` when Redis cannot answer: the endpoint fails closed, never open.
@@ -58,6 +62,7 @@ class Replies:
             for reason in ("malformed", "unknown", "expired")
         }
         self.no_route = _error(403, "no_route", None, "no_route")
+        self.ip_not_allowed = _error(403, "ip_not_allowed", None, "ip_not_allowed")
         self.bad_request = _error(403, "bad_request", None, "unreadable_request")
         self.unavailable = _error(503, "unavailable", None, "unavailable")
         self._insufficient: dict[str, Reply] = {}

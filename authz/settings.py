@@ -44,6 +44,16 @@ class AuthzSettings(RedisAccess):
     )
     """A header the proxy sets to the scope a request needs; it takes precedence over the
     routes. Off by default: only set it when the proxy always overwrites the client's."""
+    client_ip_header: str | None = Field(
+        default=None, pattern=_HEADER_NAME, validation_alias="AUTHZ_CLIENT_IP_HEADER"
+    )
+    """The header the proxy sets to the client's address (``X-Real-IP``, or
+    ``X-Forwarded-For``), for tokens with an allowlist. Only name a header the proxy
+    always sets or appends to; see :mod:`authz.clients`. Unset: no address is known and
+    tokens with an allowlist are refused."""
+    client_ip_hops: int = Field(default=1, ge=1, le=16, validation_alias="AUTHZ_CLIENT_IP_HOPS")
+    """Which entry of that header to believe, counted from the right: the number of
+    trusted proxies that each append one (1: the last entry)."""
     realm: str = Field(default="api", validation_alias="AUTHZ_REALM")
     """The ``realm`` of the ``WWW-Authenticate: Bearer`` challenge."""
     gateway_name: str = Field(

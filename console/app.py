@@ -21,7 +21,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from console import attention, audit, signin, token_list, token_page
+from console import attention, audit, signin, token_edit, token_list, token_page
 from console.context import Console
 from console.headers import SecurityHeaders
 from console.links import SignInLinks
@@ -129,6 +129,7 @@ def build_app(console: Console) -> Starlette:
             *signin.routes,
             *token_list.routes,
             *token_page.routes,
+            *token_edit.routes,
             *audit.routes,
             *attention.routes,
         ],

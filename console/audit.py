@@ -21,7 +21,14 @@ from console.sessions import Session
 
 __all__ = ["EVENT_TYPES", "AuditFilter", "routes"]
 
-EVENT_TYPES = ("TokenCreated", "TokenRevoked", "TokenRotated", "TokenExpired", "CommandRejected")
+EVENT_TYPES = (
+    "TokenCreated",
+    "TokenRevoked",
+    "TokenRotated",
+    "TokenUpdated",
+    "TokenExpired",
+    "CommandRejected",
+)
 _BLOCK_MS = 10_000
 
 
@@ -63,7 +70,21 @@ def _details(event: dict[str, Any]) -> str:
         return f"Reason: {event.get('reason') or 'none given'}"
     if kind == "TokenRotated":
         return f"Old secret valid until {event.get('previous_valid_until')}"
+    if kind == "TokenUpdated":
+        changes = event.get("changes") or {}
+        parts = [
+            f"{name}: {_shown(change.get('old'))} -> {_shown(change.get('new'))}"
+            for name, change in changes.items()
+            if isinstance(change, dict)
+        ]
+        return "; ".join(parts) or "nothing changed"
     return ""
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, list):
+        return " ".join(str(item) for item in value) or "any address"
+    return "none" if value is None else str(value)
 
 
 def row(entry_id: str, data: str) -> dict[str, Any]:

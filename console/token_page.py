@@ -62,7 +62,11 @@ async def token_page(request: Request, _session: Session, notice: str | None = N
 
 
 def _notice(done: str | None) -> str | None:
-    return {"revoked": "Token revoked: the next check of any gateway refuses it."}.get(done or "")
+    notices = {
+        "revoked": "Token revoked: the next check of any gateway refuses it.",
+        "updated": "Token updated: the next check of any gateway follows the new allowlist.",
+    }
+    return notices.get(done or "")
 
 
 def _refusal(request: Request, reply: CommandReply) -> Response:

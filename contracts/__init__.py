@@ -19,6 +19,7 @@ from contracts.commands import (
     GenerateToken,
     RevokeToken,
     RotateToken,
+    UpdateToken,
     command_adapter,
 )
 from contracts.deadletters import DeadLetter
@@ -31,6 +32,7 @@ from contracts.events import (
     TokenExpired,
     TokenRevoked,
     TokenRotated,
+    TokenUpdated,
     TokenUsed,
     event_adapter,
 )
@@ -61,8 +63,10 @@ __all__ = [
     "TokenRevoked",
     "TokenRotated",
     "TokenStatus",
+    "TokenUpdated",
     "TokenUsed",
     "TokenView",
+    "UpdateToken",
     "command_adapter",
     "event_adapter",
     "format_timestamp",

@@ -4,21 +4,32 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from contracts._time import Timestamp
+from contracts.networks import AllowedCidrs
 from contracts.scopes import Scope
 from contracts.token_format import find_tokens
 
 __all__ = [
     "COMMAND_TYPES",
     "LEAK_ERROR",
+    "AnyCommand",
     "Command",
     "CommandBase",
     "GenerateToken",
     "RevokeToken",
     "RotateToken",
+    "UpdateToken",
     "command_adapter",
 ]
 
@@ -67,6 +78,9 @@ class GenerateToken(CommandBase):
     description: Annotated[str, Field(max_length=1024), NoSecret] | None = None
     scopes: list[Scope] = Field(min_length=1, max_length=50)
     expires_at: Timestamp | None = None
+    allowed_cidrs: AllowedCidrs | None = None
+    """Version 2.x, optional: the client networks the token may be used from; absent or
+    empty means any address."""
 
     @field_validator("scopes")
     @classmethod
@@ -92,14 +106,37 @@ class RotateToken(CommandBase):
     grace_seconds: int = Field(default=0, ge=0, le=MAX_GRACE_SECONDS)
 
 
-Command = Annotated[GenerateToken | RevokeToken | RotateToken, Field(discriminator="type")]
+class UpdateToken(CommandBase):
+    """Change a token's description or allowlist (version 2.x); its secret stays the same.
+
+    A field left out (or null) is left as it is: an empty ``description`` removes it, an
+    empty ``allowed_cidrs`` lets the token be used from any address again.
+    """
+
+    type: Literal["UpdateToken"] = "UpdateToken"
+    token_id: TokenId
+    description: Annotated[str, Field(max_length=1024), NoSecret] | None = None
+    allowed_cidrs: AllowedCidrs | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> UpdateToken:
+        if self.description is None and self.allowed_cidrs is None:
+            raise ValueError("give description or allowed_cidrs (or both)")
+        return self
+
+
+AnyCommand = GenerateToken | RevokeToken | RotateToken | UpdateToken
+"""Every command model."""
+
+Command = Annotated[AnyCommand, Field(discriminator="type")]
 """Any command, told apart by ``type``."""
 
 COMMAND_TYPES: dict[str, type[CommandBase]] = {
     "GenerateToken": GenerateToken,
     "RevokeToken": RevokeToken,
     "RotateToken": RotateToken,
+    "UpdateToken": UpdateToken,
 }
 
-command_adapter: TypeAdapter[GenerateToken | RevokeToken | RotateToken] = TypeAdapter(Command)
+command_adapter: TypeAdapter[AnyCommand] = TypeAdapter(Command)
 """Validates any command from JSON; used for the published JSON Schema too."""

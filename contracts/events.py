@@ -10,14 +10,19 @@ from ulid import ULID
 from contracts._time import Timestamp, utc_now
 
 __all__ = [
+    "AllowlistChange",
+    "AnyEvent",
     "CommandRejected",
+    "DescriptionChange",
     "Event",
     "EventBase",
     "LifecycleEvent",
+    "TokenChanges",
     "TokenCreated",
     "TokenExpired",
     "TokenRevoked",
     "TokenRotated",
+    "TokenUpdated",
     "TokenUsed",
     "event_adapter",
 ]
@@ -52,6 +57,14 @@ class TokenCreated(EventBase):
     description: str | None
     scopes: list[str]
     expires_at: Timestamp | None
+    allowed_cidrs: list[str] | None = None
+    """Version 2.x, optional: the token's allowlist, present only when it has one."""
+
+    def to_json(self) -> bytes:
+        """The wire form; ``allowed_cidrs`` only when the token has an allowlist."""
+        if self.allowed_cidrs is None:
+            return self.model_dump_json(exclude={"allowed_cidrs"}).encode()
+        return self.model_dump_json().encode()
 
 
 class TokenRevoked(EventBase):
@@ -68,6 +81,43 @@ class TokenRotated(EventBase):
     type: Literal["TokenRotated"] = "TokenRotated"
     token_id: str
     previous_valid_until: Timestamp
+
+
+class _Change(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DescriptionChange(_Change):
+    """The description before and after (null: none)."""
+
+    old: str | None
+    new: str | None
+
+
+class AllowlistChange(_Change):
+    """The allowlist before and after (empty: any address)."""
+
+    old: list[str]
+    new: list[str]
+
+
+class TokenChanges(_Change):
+    """What an update changed: only the fields the command named are present."""
+
+    description: DescriptionChange | None = None
+    allowed_cidrs: AllowlistChange | None = None
+
+
+class TokenUpdated(EventBase):
+    """A token's description or allowlist was changed (version 2.x); its secret was not.
+
+    ``changes`` holds the old and new value of each field the command named. The service
+    writes it in the same atomic step that reads the old values.
+    """
+
+    type: Literal["TokenUpdated"] = "TokenUpdated"
+    token_id: str
+    changes: TokenChanges = Field(default_factory=TokenChanges)
 
 
 class TokenExpired(EventBase):
@@ -125,19 +175,25 @@ class TokenUsed(EventBase):
         return self.model_dump_json().encode()
 
 
-Event = Annotated[
-    TokenCreated | TokenRevoked | TokenRotated | TokenExpired | CommandRejected | TokenUsed,
-    Field(discriminator="type"),
-]
+AnyEvent = (
+    TokenCreated
+    | TokenRevoked
+    | TokenRotated
+    | TokenUpdated
+    | TokenExpired
+    | CommandRejected
+    | TokenUsed
+)
+"""Every event model."""
+
+Event = Annotated[AnyEvent, Field(discriminator="type")]
 """Any event, told apart by ``type``."""
 
-event_adapter: TypeAdapter[
-    TokenCreated | TokenRevoked | TokenRotated | TokenExpired | CommandRejected | TokenUsed
-] = TypeAdapter(Event)
+event_adapter: TypeAdapter[AnyEvent] = TypeAdapter(Event)
 """Validates any event from JSON; used for the published JSON Schema too."""
 
 LifecycleEvent = Annotated[
-    TokenCreated | TokenRevoked | TokenRotated | TokenExpired | CommandRejected,
+    TokenCreated | TokenRevoked | TokenRotated | TokenUpdated | TokenExpired | CommandRejected,
     Field(discriminator="type"),
 ]
 """What ``tokens:events`` carries: every event but ``TokenUsed``, which has a stream of its own."""

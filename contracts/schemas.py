@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from contracts.commands import GenerateToken, RevokeToken, RotateToken
+from contracts.commands import GenerateToken, RevokeToken, RotateToken, UpdateToken
 from contracts.deadletters import DeadLetter
 from contracts.events import (
     CommandRejected,
@@ -14,6 +14,7 @@ from contracts.events import (
     TokenExpired,
     TokenRevoked,
     TokenRotated,
+    TokenUpdated,
     TokenUsed,
 )
 from contracts.replies import CommandReply
@@ -25,11 +26,13 @@ MESSAGE_MODELS: tuple[type[BaseModel], ...] = (
     GenerateToken,
     RevokeToken,
     RotateToken,
+    UpdateToken,
     CommandReply,
     TokenView,
     TokenCreated,
     TokenRevoked,
     TokenRotated,
+    TokenUpdated,
     TokenExpired,
     CommandRejected,
     TokenUsed,

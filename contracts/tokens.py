@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts._time import Timestamp
 
@@ -37,3 +37,5 @@ class TokenView(BaseModel):
     rotated_at: Timestamp | None = None
     last_used_at: Timestamp | None = None
     hint: str
+    allowed_cidrs: list[str] = Field(default_factory=list)
+    """Version 2.x: the networks the token may be used from; empty means any address."""

@@ -93,13 +93,16 @@ class Stack:
             client.set(self.keys.console_link(digest(code)), identity, ex=300)
         return f"{self.url}/sign-in/link?code={code}"
 
-    def verify(self, secret: str, scope: str = "entities:read") -> bool:
-        """What a gateway's ``Verifier`` answers for ``secret``."""
+    def verify(
+        self, secret: str, scope: str = "entities:read", client_ip: str | None = None
+    ) -> bool:
+        """What a gateway's ``Verifier`` answers for ``secret`` (from ``client_ip``)."""
 
         async def check() -> bool:
             redis = Redis.from_url(self.redis_url)
             try:
-                verdict = await Verifier(redis, key_prefix=self.keys.prefix).verify(secret, scope)
+                verifier = Verifier(redis, key_prefix=self.keys.prefix)
+                verdict = await verifier.verify(secret, scope, client_ip=client_ip)
             finally:
                 await redis.aclose()
             return isinstance(verdict, Accepted)

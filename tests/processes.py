@@ -39,6 +39,9 @@ def _base_env(settings: ServiceSettings, env: Mapping[str, str] | None) -> dict[
     for name in (
         "TOKENS_CONSUMER_NAME",
         "AUDIT_CONSUMER_NAME",
+        "NOTIFY_CONSUMER_NAME",
+        "NOTIFY_WEBHOOKS",
+        "NOTIFY_SECRET",
         "REDIS_USERNAME",
         "AUTHZ_ROUTES_FILE",
         "REDIS_PASSWORD",
@@ -91,4 +94,16 @@ def authz_process(
     """``python -m authz`` on the test's Redis and prefix; killed on the way out."""
     defaults = {"AUTHZ_PORT": "0", "AUTHZ_HTTP_PORT": "0"}
     with _process("authz", _base_env(settings, {**defaults, **(env or {})}), log, *args) as p:
+        yield p
+
+
+@contextmanager
+def notifier_process(
+    settings: ServiceSettings, log: Path, *args: str, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m workers.notify`` on the test's Redis and prefix; killed on the way out."""
+    defaults = {"NOTIFY_HTTP_PORT": "0", "NOTIFY_POLL_MS": "50"}
+    with _process(
+        "workers.notify", _base_env(settings, {**defaults, **(env or {})}), log, *args
+    ) as p:
         yield p

@@ -66,11 +66,21 @@ def _payload_refs(document: dict[str, Any], address: str) -> set[str]:
 @pytest.mark.parametrize(
     ("address", "models"),
     [
-        ("tokens:commands", {"GenerateToken", "RevokeToken", "RotateToken"}),
-        ("tokens:commands:console", {"GenerateToken", "RevokeToken", "RotateToken"}),
+        ("tokens:commands", {"GenerateToken", "RevokeToken", "RotateToken", "UpdateToken"}),
+        (
+            "tokens:commands:console",
+            {"GenerateToken", "RevokeToken", "RotateToken", "UpdateToken"},
+        ),
         (
             "tokens:events",
-            {"TokenCreated", "TokenRevoked", "TokenRotated", "TokenExpired", "CommandRejected"},
+            {
+                "TokenCreated",
+                "TokenRevoked",
+                "TokenRotated",
+                "TokenUpdated",
+                "TokenExpired",
+                "CommandRejected",
+            },
         ),
         ("tokens:usage", {"TokenUsed"}),
         ("tokens:dead-letter", {"DeadLetter"}),

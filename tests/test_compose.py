@@ -21,7 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.processes import audit_worker_process, authz_process, service_process
+from tests.processes import (
+    audit_worker_process,
+    authz_process,
+    notifier_process,
+    service_process,
+)
 from token_service.redis.acl import render
 from token_service.redis.embedded import EmbeddedRedis, free_port
 from token_service.settings import ServiceSettings
@@ -82,7 +87,7 @@ def test_compose_accepts_the_file() -> None:
 
 def test_every_service_has_a_healthcheck_and_restarts_unless_stopped() -> None:
     services = _compose()["services"]
-    assert set(services) == {"redis", *APP_SERVICES, *FRONT_SERVICES, "console"}
+    assert set(services) == {"redis", *APP_SERVICES, *FRONT_SERVICES, "console", "notifier"}
     for name, service in services.items():
         assert service.get("restart") == "unless-stopped", name
         assert service.get("healthcheck", {}).get("test"), name
@@ -123,6 +128,14 @@ def test_each_app_service_logs_in_as_its_own_user_with_a_password_the_acl_knows(
         assert f"#{_sha256(environment['REDIS_PASSWORD'])}" in _acl_line(user)
         assert environment["REDIS_URL"].startswith("redis://redis:")
     assert len(usernames) == len(APP_SERVICES)
+
+
+def test_the_notifier_logs_in_as_notifier_and_waits_without_webhooks() -> None:
+    environment = _environment("notifier")
+    assert environment["REDIS_USERNAME"] == "notifier"
+    assert f"#{_sha256(environment['REDIS_PASSWORD'])}" in _acl_line("notifier")
+    assert environment["NOTIFY_WEBHOOKS"] == "[]"
+    assert _compose()["services"]["notifier"]["command"] == ["python", "-m", "workers.notify"]
 
 
 def test_the_service_trusts_no_shared_stream_and_each_publisher_has_a_user() -> None:
@@ -234,12 +247,21 @@ def test_the_health_checks_pass_against_real_processes_with_the_compose_settings
             "AUTHZ_HTTP_PORT": str(authz_port),
             "AUTHZ_ROUTES_FILE": str(ROOT / "deploy/authz/routes.toml"),
         }
+        notifier_port = free_port()
+        notifier_env = {
+            **_environment("notifier"),
+            "REDIS_URL": server.url,
+            "NOTIFY_HTTP_HOST": "127.0.0.1",
+            "NOTIFY_HTTP_PORT": str(notifier_port),
+        }
         with (
             service_process(settings, log, env=envs["token-service"]),
             audit_worker_process(settings, log, env=envs["audit-worker"]),
             authz_process(settings, log, env=authz_env),
+            notifier_process(settings, log, env=notifier_env),
         ):
             _healthy(_compose_probe("authz", "AUTHZ_HTTP_PORT", authz_port))
+            _healthy(_compose_probe("notifier", "NOTIFY_HTTP_PORT", notifier_port))
             for service in APP_SERVICES:
                 compose_port = _environment(service)[
                     "TOKENS_HTTP_PORT" if service == "token-service" else "AUDIT_HTTP_PORT"

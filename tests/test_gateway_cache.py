@@ -208,13 +208,13 @@ def test_the_cache_is_bounded_and_evicts_the_least_recently_used(
     keys = [f"tokens:secret:{i:064d}" for i in range(5)]
     for key in keys:
         ticket = cache.begin([key])
-        cache.store(ticket, {key: ("01TOKEN", SCOPE, None, None)})
+        cache.store(ticket, {key: ("01TOKEN", SCOPE, None, None, None)})
         cache.end(ticket)
         cache.get(keys[0])  # the first key stays in use
     assert len(cache) == kept
     assert cache.bytes <= options.max_bytes
-    assert cache.get(keys[0]) == ("01TOKEN", SCOPE, None, None)
-    assert cache.get(keys[-1]) == ("01TOKEN", SCOPE, None, None)
+    assert cache.get(keys[0]) == ("01TOKEN", SCOPE, None, None, None)
+    assert cache.get(keys[-1]) == ("01TOKEN", SCOPE, None, None, None)
     assert cache.get(keys[1]) is MISS
     assert cache.get(keys[2]) is MISS
 

@@ -149,6 +149,30 @@ def test_verify_explains_the_answer(env: dict[str, str]) -> None:
     assert "malformed" in out
 
 
+def test_an_allowlist_is_set_shown_changed_and_verified_from_the_cli(
+    env: dict[str, str],
+) -> None:
+    reply = generate(env, "cli-fenced", "--allow", "10.0.0.0/8", "--allow", "2001:DB8::/32")
+    secret, token = str(reply["secret"]), reply["token"]
+    assert isinstance(token, dict)
+    assert token["allowed_cidrs"] == ["10.0.0.0/8", "2001:db8::/32"]
+    code, out = tokenctl(
+        env, "verify", secret, "--scope", "entities:read", "--client-ip", "10.1.1.1"
+    )
+    assert (code, out.split(":")[0]) == (0, "accepted")
+    code, out = tokenctl(env, "verify", secret, "--scope", "entities:read")
+    assert code == 1
+    assert "ip_not_allowed" in out
+    code, out = tokenctl(env, "update", str(token["id"]), "--allow", "10.0.0.7/24", "--json")
+    assert code == 1
+    assert "allowed_cidrs.0" in out  # refused before sending, the field named
+    code, out = tokenctl(env, "update", str(token["id"]), "--allow-any")
+    assert code == 0, out
+    assert "any address" in out
+    code, out = tokenctl(env, "verify", secret, "--scope", "entities:read")
+    assert code == 0
+
+
 def test_admins_add_list_remove(env: dict[str, str]) -> None:
     assert tokenctl(env, "admins", "add", "bob")[0] == 0
     code, out = tokenctl(env, "admins", "list", "--json")

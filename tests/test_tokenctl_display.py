@@ -153,7 +153,18 @@ def tables(out: str) -> list[Shown]:
 
 
 NARROW = ["name", "status", "scopes", "last used", "expires"]
-EVERY = ["name", "id", "status", "scopes", "last used", "expires", "created by", "created", "hint"]
+EVERY = [
+    "name",
+    "id",
+    "status",
+    "scopes",
+    "last used",
+    "expires",
+    "created by",
+    "created",
+    "hint",
+    "allowed from",
+]
 
 
 def assert_complete(out: str, width: int) -> list[Shown]:
@@ -191,7 +202,7 @@ def test_list_at_80_columns_shows_the_columns_that_matter_whole(env: dict[str, s
     assert mine["last used"] == "never"
     assert mine["expires"] == "in 89 days"
     assert token_id not in out
-    assert "Hidden at this width: id, created by, created, hint. Add --wide" in out
+    assert "Hidden at this width: id, created by, created, hint, allowed from. Add --wide" in out
 
 
 def test_list_at_160_columns_shows_every_column(env: dict[str, str]) -> None:

@@ -29,7 +29,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from contracts import CommandReply, GenerateToken, RevokeToken, RotateToken
+from contracts import CommandReply, GenerateToken, RevokeToken, RotateToken, UpdateToken
+from contracts.commands import AnyCommand
 from token_service.keys import Keys
 from token_service.publishers import SHARED
 
@@ -127,7 +128,7 @@ class TokenClient:
     def _new_id(self) -> str:
         return f"{self.actor[:32]}-{uuid.uuid4().hex}"
 
-    async def send(self, command: GenerateToken | RevokeToken | RotateToken) -> CommandReply:
+    async def send(self, command: AnyCommand) -> CommandReply:
         """Send one command and wait for its reply, raising :class:`ReplyTimeout` if none."""
         if self._listener is None:
             raise RuntimeError("use TokenClient in `async with` before sending")
@@ -136,7 +137,10 @@ class TokenClient:
         self._waiting[command.command_id] = waiter
         try:
             async with self._writers:  # never more writes at once than the pool can hold
-                await self.redis.xadd(self.stream, {"data": command.model_dump_json()})
+                # Fields left unset stay off the wire: a service of an earlier 2.x, which
+                # does not know a field added since, still reads the command.
+                data = command.model_dump_json(exclude_none=True)
+                await self.redis.xadd(self.stream, {"data": data})
             return await asyncio.wait_for(waiter, self.timeout)
         except TimeoutError:
             raise ReplyTimeout(command.command_id, self.timeout) from None
@@ -150,10 +154,15 @@ class TokenClient:
         *,
         description: str | None = None,
         expires_at: datetime | None = None,
+        allowed_cidrs: list[str] | None = None,
         command_id: str | None = None,
     ) -> CommandReply:
         """Generate a token; the reply's ``secret`` is the only copy of it."""
-        fields: dict[str, Any] = {"description": description, "expires_at": expires_at}
+        fields: dict[str, Any] = {
+            "description": description,
+            "expires_at": expires_at,
+            "allowed_cidrs": allowed_cidrs,
+        }
         return await self.send(
             GenerateToken(
                 command_id=command_id or self._new_id(),
@@ -187,6 +196,26 @@ class TokenClient:
                 actor=self.actor,
                 token_id=token_id,
                 grace_seconds=grace_seconds,
+            )
+        )
+
+    async def update(
+        self,
+        token_id: str,
+        *,
+        description: str | None = None,
+        allowed_cidrs: list[str] | None = None,
+        command_id: str | None = None,
+    ) -> CommandReply:
+        """Change a token's description or allowlist (``None``: as it is; ``''`` or ``[]``:
+        remove it); the secret stays the same."""
+        return await self.send(
+            UpdateToken(
+                command_id=command_id or self._new_id(),
+                actor=self.actor,
+                token_id=token_id,
+                description=description,
+                allowed_cidrs=allowed_cidrs,
             )
         )
 

@@ -44,6 +44,13 @@ Private keys (may change without notice)::
     {p}:console:link:<sha256>  string  a one-time sign-in link's identity, minutes (console)
     {p}:console:login:<sha256> string  an OpenID Connect sign-in under way: state, PKCE
                                        verifier and nonce, 10 minutes (console)
+    {p}:notify:delivered:<webhook>:<entry id>
+                               string  a webhook got this event (JSON: attempts, status,
+                                       time), kept for NOTIFY_DELIVERED_DAYS (notifier)
+    {p}:notify:attempts:<webhook>:<entry id>
+                               string  attempts so far, until delivered (notifier)
+    {p}:notify:deliveries      stream  every delivery attempt: webhook, event, attempt,
+                                       status, time; capped (notifier)
     {p}:layout                 string  ``2`` once the layout before it (``token_service.
                                        redis.migration``) was moved to this one
 
@@ -193,6 +200,24 @@ class Keys:
     def console_login(self, digest: str) -> str:
         """One OpenID Connect sign-in under way, by the SHA-256 of its flow cookie."""
         return f"{self.console_prefix}login:{digest}"
+
+    @property
+    def notify_prefix(self) -> str:
+        """What every key of the notifier starts with."""
+        return f"{self.prefix}:notify:"
+
+    @property
+    def notify_deliveries(self) -> str:
+        """Stream of every webhook delivery attempt."""
+        return f"{self.notify_prefix}deliveries"
+
+    def notify_delivered(self, webhook: str, entry_id: str) -> str:
+        """Set once ``webhook`` has the event of ``entry_id``: it is never sent there again."""
+        return f"{self.notify_prefix}delivered:{webhook}:{entry_id}"
+
+    def notify_attempts(self, webhook: str, entry_id: str) -> str:
+        """How many times the event of ``entry_id`` was sent to ``webhook`` so far."""
+        return f"{self.notify_prefix}attempts:{webhook}:{entry_id}"
 
     @property
     def replies_prefix(self) -> str:

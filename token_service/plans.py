@@ -1,7 +1,7 @@
 """What a command handler decided, as plain values for the store to carry out.
 
 A handler checks what it can without Redis and returns a plan (:class:`NewToken`,
-:class:`Revocation`, :class:`Rotation`) or a :class:`Rejection`. The store
+:class:`Revocation`, :class:`Rotation`, :class:`Update`) or a :class:`Rejection`. The store
 (``token_service.redis.store``) is the one place that turns a plan into a Redis
 function call; checks that need state (administrators, names, status) run there,
 inside that one atomic call.
@@ -22,6 +22,7 @@ __all__ = [
     "Rejection",
     "Revocation",
     "Rotation",
+    "Update",
     "minted_secret",
 ]
 
@@ -64,6 +65,8 @@ class NewToken:
     expires: datetime | None
     event: bytes
     secret: str = field(repr=False)
+    allowed: str = ""
+    """The allowlist, space-separated, for the secret's lookup hash ('' for none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +93,26 @@ class Rotation:
     secret: str = field(repr=False)
 
 
-Plan: TypeAlias = NewToken | Revocation | Rotation
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Change a token's description or allowlist, on its record and every live secret.
+
+    ``None`` leaves a field as it is; ``''`` removes it (no description, any address).
+    The event is written without ``changes``: the atomic step, which reads the old values,
+    adds them.
+    """
+
+    issuer: Issuer
+    token_id: str
+    at: datetime
+    event: bytes
+    description: str | None
+    allowed: str | None
+
+
+Plan: TypeAlias = NewToken | Revocation | Rotation | Update
 
 
 def minted_secret(plan: Plan) -> str | None:
     """The secret a plan mints (for its first reply only), if it mints one."""
-    return None if isinstance(plan, Revocation) else plan.secret
+    return plan.secret if isinstance(plan, NewToken | Rotation) else None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from tokenctl import inspection, lifecycle
+from tokenctl import inspection, lifecycle, updates
 from tokenctl.base import app
 
 __all__ = ["app", "main"]
-_REGISTERED = (lifecycle, inspection)  # importing them registers their commands
+_REGISTERED = (lifecycle, inspection, updates)  # importing them registers their commands
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ _EXPLAIN = {
     "expired": "the token's expiry has passed",
     "insufficient_scope": "the token does not hold that scope",
     "unavailable": "Redis could not be reached; gateways refuse while it is away",
+    "ip_not_allowed": "the token has an allowlist and --client-ip is not in it (or not given)",
 }
 
 
@@ -90,7 +91,21 @@ def _details(event: dict[str, Any]) -> str:
         return f"reason: {event.get('reason') or '-'}"
     if kind == "TokenRotated":
         return f"old secret valid until {event.get('previous_valid_until')}"
+    if kind == "TokenUpdated":
+        changes = event.get("changes") or {}
+        parts = [
+            f"{name}: {_shown(change.get('old'))} -> {_shown(change.get('new'))}"
+            for name, change in changes.items()
+            if isinstance(change, dict)
+        ]
+        return "; ".join(parts) or "nothing changed"
     return ""
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, list):
+        return " ".join(str(item) for item in value) or "any address"
+    return "none" if value is None else str(value)
 
 
 @base.app.command()
@@ -139,6 +154,9 @@ def stale(
 def verify(
     token: str,
     scope: Annotated[str, typer.Option(help="The scope a gateway would ask for.")],
+    client_ip: Annotated[
+        str | None, typer.Option(help="The client's address, for a token with an allowlist.")
+    ] = None,
     as_json: base.Json = False,
 ) -> None:
     """What a gateway would answer for TOKEN and SCOPE, and why. Exits 1 when refused."""
@@ -148,7 +166,7 @@ def verify(
         verifier = Verifier(
             redis, key_prefix=settings.key_prefix, token_prefix=settings.token_prefix
         )
-        return await verifier.verify(token, scope)
+        return await verifier.verify(token, scope, client_ip=client_ip)
 
     verdict = base.run(work, settings, as_json)
     if isinstance(verdict, Accepted):

@@ -17,6 +17,7 @@ from tokenctl import base, render
 from tokenctl.durations import parse_date, parse_duration
 from tokenctl.literal import literal
 from tokenctl.settings import CliSettings
+from tokenctl.updates import Allow
 
 
 def _valid_scopes(settings: CliSettings) -> list[str]:
@@ -41,6 +42,7 @@ def generate(
     description: Annotated[str | None, typer.Option(help="What the token is for.")] = None,
     expires_in: Annotated[str | None, typer.Option(help="Lifetime, e.g. 90d.")] = None,
     expires_at: Annotated[str | None, typer.Option(help="Expiry date, e.g. 2027-01-31.")] = None,
+    allow: Allow = None,
     actor: base.Actor = None,
     as_json: base.Json = False,
 ) -> None:
@@ -55,7 +57,9 @@ def generate(
         settings,
         actor,
         as_json,
-        lambda c: c.generate(name, scope, description=description, expires_at=expiry),
+        lambda c: c.generate(
+            name, scope, description=description, expires_at=expiry, allowed_cidrs=allow
+        ),
     )
     if as_json:
         typer.echo(reply.to_json().decode())

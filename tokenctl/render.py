@@ -74,6 +74,7 @@ _COLUMNS = (
     _Column("created by", lambda v: v.created_by, narrow=False),
     _Column("created", lambda v: ago(v.created_at), narrow=False, no_wrap=True),
     _Column("hint", lambda v: v.hint, narrow=False, no_wrap=True),
+    _Column("allowed from", lambda v: " ".join(v.allowed_cidrs) or "any", narrow=False),
 )
 
 
@@ -128,6 +129,7 @@ def token_details(view: TokenView) -> Table:
         "status": view.status.value,
         "scopes": " ".join(view.scopes),
         "description": view.description or "-",
+        "allowed from": " ".join(view.allowed_cidrs) or "any address",
         "created": f"{when(view.created_at)} by {view.created_by}",
         "expires": when(view.expires_at, never="never"),
         "last used": _last_used(view),

@@ -155,14 +155,23 @@ def body_digest(fields: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
+_ADDED_SINCE_2_0 = frozenset({"allowed_cidrs"})
+"""Optional fields added after version 2.0: left out of the body when unset, so that a
+command's digest (remembered with its outcome) is the same as before they existed."""
+
+
 def _about(command: CommandBase, reply_channels: tuple[str, ...]) -> About:
+    fields = command.model_dump(mode="json")
+    for name in _ADDED_SINCE_2_0 & fields.keys():
+        if fields[name] is None:
+            del fields[name]
     return About(
         command_type=type(command).__name__,
         command_id=command.command_id,
         actor=command.actor,
         token_id=getattr(command, "token_id", None),
         reply_channels=reply_channels,
-        body=body_digest(command.model_dump(mode="json")),
+        body=body_digest(fields),
     )
 
 

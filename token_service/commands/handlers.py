@@ -24,10 +24,12 @@ from contracts import (
     TokenCreated,
     TokenRevoked,
     TokenRotated,
+    TokenUpdated,
+    UpdateToken,
 )
 from contracts.scopes import resource_of
 from contracts.token_format import hint, mint, secret_digest
-from token_service.plans import Issuer, NewToken, Plan, Rejection, Revocation, Rotation
+from token_service.plans import Issuer, NewToken, Plan, Rejection, Revocation, Rotation, Update
 from token_service.redis.records import new_record
 
 __all__ = ["HANDLERS", "Context", "handle"]
@@ -69,6 +71,7 @@ def generate(command: GenerateToken, issuer: Issuer, context: Context) -> NewTok
         scopes=scopes,
         expires_at=command.expires_at,
         occurred_at=context.now,
+        allowed_cidrs=command.allowed_cidrs or None,
     )
     record = new_record(
         token_id=token_id,
@@ -79,6 +82,7 @@ def generate(command: GenerateToken, issuer: Issuer, context: Context) -> NewTok
         created_by=command.actor,
         expires_at=command.expires_at,
         hint=hint(secret),
+        allowed_cidrs=command.allowed_cidrs,
     )
     return NewToken(
         issuer=issuer,
@@ -91,6 +95,7 @@ def generate(command: GenerateToken, issuer: Issuer, context: Context) -> NewTok
         expires=command.expires_at,
         event=event.to_json(),
         secret=secret,
+        allowed=record.get("allowed_cidrs", ""),
     )
 
 
@@ -129,10 +134,31 @@ def rotate(command: RotateToken, issuer: Issuer, context: Context) -> Rotation:
     )
 
 
+def update(command: UpdateToken, issuer: Issuer, context: Context) -> Update:
+    """Change the description or the allowlist; the store adds the old values to the event."""
+    event = TokenUpdated(
+        token_id=command.token_id,
+        actor=command.actor,
+        command_id=command.command_id,
+        occurred_at=context.now,
+    )
+    allowed = None if command.allowed_cidrs is None else " ".join(command.allowed_cidrs)
+    return Update(
+        issuer=issuer,
+        token_id=command.token_id,
+        at=context.now,
+        # Without `changes`, which closes the object: the store's step appends them.
+        event=event.model_dump_json(exclude={"changes"}).encode(),
+        description=command.description,
+        allowed=allowed,
+    )
+
+
 HANDLERS: dict[type[CommandBase], Callable[[Any, Issuer, Context], Plan | Rejection]] = {
     GenerateToken: generate,
     RevokeToken: revoke,
     RotateToken: rotate,
+    UpdateToken: update,
 }
 
 

@@ -1,7 +1,7 @@
 """The verdict cache: what the ``Verifier`` read for each secret key, kept honest by Redis.
 
 An entry is what one read of ``tokens:secret:<sha256>`` found (token id, scopes, expiry,
-and when Redis itself will drop the key) or that the key was absent. The verdict is
+allowlist, and when Redis itself will drop the key) or that the key was absent. The verdict is
 still made on every check, against the clock; only the read is saved.
 
 The cache serves only while Redis tracks it (:mod:`token_service.gateway.tracking`
@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 __all__ = ["MISS", "CacheOptions", "Found", "ReadTicket", "SecretCache"]
 
-Found = tuple[str, str, str | None, int | None]
-"""A secret's token_id, scopes, expires_at (as stored) and when Redis drops the key (ms)."""
+Found = tuple[str, str, str | None, int | None, str | None]
+"""A secret's token_id, scopes, expires_at (as stored), when Redis drops the key (ms), and
+its allowlist (as stored: space-separated CIDR blocks; ``None``: any address)."""
 
 MISS = object()
 """What :meth:`SecretCache.get` answers when it cannot serve the key."""
@@ -171,7 +172,7 @@ class SecretCache:
         self._drop(key)
         size = _ENTRY_OVERHEAD + len(key)
         if found is not None:
-            size += len(found[0]) + len(found[1]) + len(found[2] or "")
+            size += len(found[0]) + len(found[1]) + len(found[2] or "") + len(found[4] or "")
         self._entries[key] = (found, now, size)
         self.bytes += size
         options = self.options

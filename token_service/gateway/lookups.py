@@ -28,7 +28,8 @@ __all__ = ["Lookups"]
 
 _log = logging.getLogger("token_service.gateway.verifier")
 
-_FIELDS = ("token_id", "scopes", "expires_at")
+# allowed_cidrs is optional (version 2.x): absent on tokens without an allowlist.
+_FIELDS = ("token_id", "scopes", "expires_at", "allowed_cidrs")
 _MAX_KEYS_PER_CALL = 500
 
 
@@ -41,10 +42,10 @@ def _text(value: Any) -> str | None:
 
 
 def _found(reply: list[Any], gone_ms: int | None) -> Found | None:
-    token_id, scopes, expires = reply
+    token_id, scopes, expires, allowed = reply
     if token_id is None:
         return None
-    return (_text(token_id) or "", _text(scopes) or "", _text(expires), gone_ms)
+    return (_text(token_id) or "", _text(scopes) or "", _text(expires), gone_ms, _text(allowed))
 
 
 class Lookups:

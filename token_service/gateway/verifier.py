@@ -8,7 +8,9 @@ cached, and a revocation is seen by the very next check; with a verdict cache
 (:class:`~token_service.gateway.cache.CacheOptions`) a check of a key read before costs
 no round trip, and Redis reports every change to the secret keys so that the cache
 forgets it. When Redis cannot be reached the answer is ``unavailable``: the verifier
-fails closed, never open.
+fails closed, never open. A token whose hash holds an allowlist (``allowed_cidrs``,
+version 2.x) is accepted only from a client address inside it (``client_ip``), read in
+the same one round trip and kept in the same cache entry.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from enum import StrEnum
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from contracts.networks import address_allowed
 from contracts.scopes import grants
 from contracts.token_format import DEFAULT_PREFIX, MAX_TOKEN_BODY, is_well_formed, secret_digest
 from token_service.gateway.cache import MISS, CacheOptions, Found, SecretCache
@@ -43,6 +46,8 @@ class RejectReason(StrEnum):
     EXPIRED = "expired"
     INSUFFICIENT_SCOPE = "insufficient_scope"
     UNAVAILABLE = "unavailable"
+    IP_NOT_ALLOWED = "ip_not_allowed"
+    """The token has an allowlist (version 2.x) and the client's address is not in it."""
 
 
 @dataclass(slots=True)
@@ -147,18 +152,26 @@ class Verifier:
         if self._tracking is not None:
             await self._tracking.close()
 
-    async def verify(self, token: object, scope: str) -> Verdict:
+    async def verify(self, token: object, scope: str, *, client_ip: str | None = None) -> Verdict:
         """Accept ``token`` for ``scope``, or say why not; never raises for a bad token.
+
+        ``client_ip`` is the address the request came from, as the gateway knows it (the
+        peer, or what a trusted proxy says). A token with an allowlist is refused
+        ``ip_not_allowed`` from any other address, and from an unknown one (``None``).
 
         Whatever the request held is a token to judge: anything but a well-formed token
         string (``None`` for a missing header, bytes, a number) is ``malformed``. A missing
         or empty ``scope`` is the caller's bug, not the token's: it raises ``TypeError`` or
         ``ValueError`` rather than refuse the token.
         """
-        verdict = self.verify_now(token, scope)
-        return verdict if verdict is not None else await self.verify_read(token, scope)
+        verdict = self.verify_now(token, scope, client_ip=client_ip)
+        if verdict is None:
+            verdict = await self.verify_read(token, scope, client_ip=client_ip)
+        return verdict
 
-    def verify_now(self, token: object, scope: str) -> Verdict | None:
+    def verify_now(
+        self, token: object, scope: str, *, client_ip: str | None = None
+    ) -> Verdict | None:
         """:meth:`verify` when it needs no Redis read, else ``None`` (then call
         :meth:`verify_read`).
 
@@ -182,7 +195,7 @@ class Verifier:
                     self._bypass(cache)
             if found is not MISS:
                 # Only a well-formed token's key is ever stored: no need to check again.
-                verdict = self._judge(found, scope)  # type: ignore[arg-type]
+                verdict = self._judge(found, scope, client_ip)  # type: ignore[arg-type]
             elif is_well_formed(token, self.token_prefix):
                 return None
             else:
@@ -193,7 +206,9 @@ class Verifier:
         )
         return verdict
 
-    async def verify_read(self, token: object, scope: str) -> Verdict:
+    async def verify_read(
+        self, token: object, scope: str, *, client_ip: str | None = None
+    ) -> Verdict:
         """:meth:`verify` without looking in the verdict cache: a read from Redis (its
         result kept for the next check), for a caller whose :meth:`verify_now` said None.
 
@@ -209,29 +224,29 @@ class Verifier:
         ):
             verdict: Verdict = Rejected(RejectReason.MALFORMED)
         else:
-            verdict = await self._read_and_judge(token, scope)
+            verdict = await self._read_and_judge(token, scope, client_ip)
         self._metrics.checked(
             "accepted" if verdict.ok else verdict.reason,  # type: ignore[union-attr]
             time.perf_counter() - started,
         )
         return verdict
 
-    async def _read_and_judge(self, token: str, scope: str) -> Verdict:
+    async def _read_and_judge(self, token: str, scope: str, client_ip: str | None) -> Verdict:
         try:
             found = await self._lookups.fetch(self._secret_prefix + secret_digest(token))
         except Exception:  # Redis away, stalled or answering nonsense: fail closed
             return Rejected(RejectReason.UNAVAILABLE)
-        return self._judge(found, scope)
+        return self._judge(found, scope, client_ip)
 
     def _bypass(self, cache: SecretCache) -> None:
         cache.bypassed += 1
         if self._tracking is not None and not self._tracking.started:
             self._tracking.start()
 
-    def _judge(self, found: Found | None, scope: str) -> Verdict:
+    def _judge(self, found: Found | None, scope: str, client_ip: str | None) -> Verdict:
         if found is None:
             return Rejected(RejectReason.UNKNOWN)
-        token_id, scope_list, expires, gone_ms = found
+        token_id, scope_list, expires, gone_ms, allowed = found
         if expires or gone_ms is not None:
             now_ms = self._clock_ms()
             # Redis drops an expired key on its own, but not to the millisecond: the clock
@@ -240,6 +255,9 @@ class Verifier:
                 return Rejected(RejectReason.EXPIRED, token_id)
             if gone_ms is not None and gone_ms <= now_ms:  # a kept read of a key Redis dropped
                 return Rejected(RejectReason.UNKNOWN)
+        # Before the scope: a caller from elsewhere learns nothing of what the token grants.
+        if allowed and not address_allowed(allowed, client_ip):
+            return Rejected(RejectReason.IP_NOT_ALLOWED, token_id)
         scopes, granted = _decide(scope_list, scope)
         if not granted:
             return Rejected(RejectReason.INSUFFICIENT_SCOPE, token_id)

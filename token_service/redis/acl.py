@@ -46,6 +46,9 @@ equal). Redis ACL files take no comments, so the reasons live here:
   prefix and so learn the *names* (never the values) of keys written under it, such as
   token ids, token names and command ids. Later Redis versions filter the names by the
   ACL (redis/redis#15371).
+- ``notifier`` reads ``tokens:events`` with its own group (``notify``) and writes only
+  its delivery records (``tokens:notify:deliveries``), its markers and attempt counts
+  (``tokens:notify:delivered:*``, ``tokens:notify:attempts:*``) and dead letters.
 - ``publisher`` may SUBSCRIBE only to ``tokens:replies:*`` and not PSUBSCRIBE: a reply
   carries a new secret, and a pattern subscription would hear every publisher's.
 - Passwords here are the development ones, ``dev-<user>``, stored as SHA-256 hashes.
@@ -65,6 +68,7 @@ from token_service.redis.acl_users import (
     Grant,
     RedisUser,
     gateway_user,
+    notifier_user,
     operator_user,
     publisher_user,
     service_user,
@@ -97,6 +101,7 @@ def users(
     return [
         service_user(keys),
         worker_user(keys),
+        notifier_user(keys),
         gateway_user(keys),
         shared_publisher_user(keys),
         *(publisher_user(keys, name) for name in publishers),

@@ -20,6 +20,7 @@ __all__ = [
     "Grant",
     "RedisUser",
     "gateway_user",
+    "notifier_user",
     "operator_user",
     "publisher_user",
     "service_user",
@@ -191,6 +192,24 @@ def worker_user(keys: Keys) -> RedisUser:
             Grant(
                 ("get", "set", "del", "pexpire", "getbit", "setbit", "setrange"),
                 (f"~{p}:reporter:*",),
+            ),
+        ),
+    )
+
+
+def notifier_user(keys: Keys) -> RedisUser:
+    # It reads the events stream with its own group and writes nothing there; its other
+    # writes are its delivery records and markers, and dead letters for given-up notices.
+    return RedisUser(
+        "notifier",
+        "the notifier (`python -m workers.notify`): notices to webhooks",
+        (
+            # XCLAIM: to keep the events it retries from looking abandoned to another
+            Grant(("ping", *_GROUP_READER, "xclaim", *_TRANSACTIONS), (f"~{keys.events}",)),
+            Grant(("xadd",), (f"~{keys.dead_letter}", f"~{keys.notify_deliveries}")),
+            Grant(
+                ("exists", "get", "set", "incrby", "pexpire", "del"),
+                (f"~{keys.notify_prefix}delivered:*", f"~{keys.notify_prefix}attempts:*"),
             ),
         ),
     )

@@ -47,6 +47,7 @@ _BODIES: dict[str, tuple[str, ...]] = {
     "tokens_generate": ("_layout", "_guard", "generate"),
     "tokens_revoke": ("_layout", "_guard", "revoke"),
     "tokens_rotate": ("_layout", "_guard", "rotate"),
+    "tokens_update": ("_layout", "_guard", "update"),
     "tokens_reject": ("reject",),
     "tokens_expire": ("_layout", "expire"),
     "tokens_migrate_tokens": ("_layout", "migrate_tokens"),

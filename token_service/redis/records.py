@@ -23,6 +23,7 @@ def new_record(
     created_by: str,
     expires_at: datetime | None,
     hint: str,
+    allowed_cidrs: list[str] | None = None,
 ) -> dict[str, str]:
     """The hash fields of a freshly generated token; optional fields are left out.
 
@@ -43,6 +44,9 @@ def new_record(
     if expires_at is not None:
         record["expires_at"] = format_timestamp(expires_at)
         record["expires_ms"] = str(to_millis(expires_at))
+    if allowed_cidrs:
+        # Space-separated, as the secret hash carries it for gateways.
+        record["allowed_cidrs"] = " ".join(allowed_cidrs)
     return record
 
 
@@ -93,6 +97,7 @@ def view_from_record(
             "rotated_at": record.get("rotated_at"),
             "last_used_at": _last_used(record),
             "hint": record["hint"],
+            "allowed_cidrs": record.get("allowed_cidrs", "").split(),
         },
         strict=False,
     )

@@ -11,7 +11,8 @@ whole batch goes to Redis in one pipeline of FCALLs.
     generate   command, name bucket, token, secret, ids,        token id, now ms, expiry ms
                expiries, events, issued bucket                   or '', scopes, digest,
                                                                  TokenCreated, name field,
-                                                                 issued field, record pairs
+                                                                 issued field, allowlist or
+                                                                 '', record pairs
     revoke     command, token, token grace, expiries, events    token id, now, TokenRevoked,
                                                                  secret prefix, names prefix,
                                                                  now ms
@@ -19,6 +20,11 @@ whole batch goes to Redis in one pipeline of FCALLs.
                events, new issued bucket                         end ms, digest, hint,
                                                                  TokenRotated, secret prefix,
                                                                  issued field
+    update     command, token, token grace, events               token id, now ms, TokenUpdated
+                                                                 without changes, secret
+                                                                 prefix, '1' or '' and the
+                                                                 description, '1' or '' and
+                                                                 the allowlist
     reject     command, events                                   (no guard) outcome JSON,
                                                                  CommandRejected, ttl ms,
                                                                  body digest
@@ -37,7 +43,7 @@ from ulid import ULID
 
 from contracts import format_timestamp, to_millis
 from token_service.keys import Keys
-from token_service.plans import Issuer, NewToken, Plan, Rejection, Revocation
+from token_service.plans import Issuer, NewToken, Plan, Rejection, Revocation, Update
 from token_service.redis.library import is_missing, load_library
 from token_service.redis.outcomes import (
     Outcome,
@@ -80,7 +86,7 @@ class TokenStore(TokenReader):
             keys += [names, k.token(plan.token_id), k.secret(plan.digest), k.ids, k.expiries]
             keys += [k.events, issued]
             args += [plan.token_id, to_millis(plan.created), expires_ms, plan.scopes, plan.digest]
-            args += [plan.event.decode(), name, field]
+            args += [plan.event.decode(), name, field, plan.allowed]
             for pair in plan.record.items():
                 args.extend(pair)
             return "generate", keys, args
@@ -89,6 +95,8 @@ class TokenStore(TokenReader):
             args += [plan.token_id, format_timestamp(plan.at), plan.event.decode()]
             args += [k.secret_prefix, k.names_prefix, to_millis(plan.at)]
             return "revoke", keys, args
+        if isinstance(plan, Update):
+            return self._update(plan, keys, args)
         issued, field = k.issued(plan.digest)
         keys += [k.token(plan.token_id), k.token_grace(plan.token_id), k.secret(plan.digest)]
         keys += [k.events, issued]
@@ -96,6 +104,14 @@ class TokenStore(TokenReader):
         args += [to_millis(plan.grace_end), plan.digest, plan.hint, plan.event.decode()]
         args += [k.secret_prefix, field]
         return "rotate", keys, args
+
+    def _update(self, plan: Update, keys: list[str], args: list[str | int]) -> Call:
+        k = self.keys
+        keys += [k.token(plan.token_id), k.token_grace(plan.token_id), k.events]
+        args += [plan.token_id, to_millis(plan.at), plan.event.decode(), k.secret_prefix]
+        for value in (plan.description, plan.allowed):
+            args += ["" if value is None else "1", value or ""]
+        return "update", keys, args
 
     async def _run(self, calls: Sequence[Call]) -> list[object]:
         replies: list[object] = [None] * len(calls)

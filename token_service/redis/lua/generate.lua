@@ -1,8 +1,8 @@
 -- GenerateToken. KEYS: 2 name bucket, 3 token record, 4 secret, 5 ids, 6 expiries,
 -- 7 events, 8 issued bucket.
 -- ARGV: 5 token id, 6 now ms, 7 expiry ms or '', 8 scopes, 9 secret digest,
--- 10 TokenCreated JSON, 11 name field (lowercase), 12 issued field, 13.. field/value
--- pairs of the token record.
+-- 10 TokenCreated JSON, 11 name field (lowercase), 12 issued field, 13 the allowlist,
+-- space-separated ('' for none: any address), 14.. field/value pairs of the token record.
 local holder = redis.call('HGET', KEYS[2], ARGV[11])
 if holder then
   -- A holder past its expiry holds the name no longer, swept or not yet.
@@ -16,8 +16,11 @@ local token_id, expires_ms = ARGV[5], ARGV[7]
 -- The event goes first: should Redis refuse it, nothing has changed yet.
 redis.call('XADD', KEYS[7], '*', 'data', ARGV[10])
 
-redis.call('HSET', KEYS[3], 'secret', ARGV[9], unpack(ARGV, 13))
+redis.call('HSET', KEYS[3], 'secret', ARGV[9], unpack(ARGV, 14))
 redis.call('HSET', KEYS[4], 'token_id', token_id, 'scopes', ARGV[8])
+if ARGV[13] ~= '' then
+  redis.call('HSET', KEYS[4], 'allowed_cidrs', ARGV[13])
+end
 redis.call('HSET', KEYS[2], ARGV[11], token_id)
 redis.call('HSET', KEYS[8], ARGV[12], token_id)
 redis.call('RPUSH', KEYS[5], token_id)

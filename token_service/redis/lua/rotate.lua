@@ -5,7 +5,8 @@
 if redis.call('EXISTS', KEYS[2]) == 0 then
   return {'rejected', 'not_found', 'no token has this id'}
 end
-local record = redis.call('HMGET', KEYS[2], 'status', 'expires_ms', 'scopes', 'expires_at', 'secret')
+local record = redis.call(
+  'HMGET', KEYS[2], 'status', 'expires_ms', 'scopes', 'expires_at', 'secret', 'allowed_cidrs')
 local status, expires_ms, scopes, current = record[1], record[2], record[3], record[5]
 local now_ms, grace_end = tonumber(ARGV[6]), tonumber(ARGV[8])
 if status ~= 'active' then
@@ -42,6 +43,9 @@ if last[2] then
 end
 
 redis.call('HSET', KEYS[4], 'token_id', ARGV[5], 'scopes', scopes)
+if record[6] then  -- the new secret keeps the token's allowlist
+  redis.call('HSET', KEYS[4], 'allowed_cidrs', record[6])
+end
 if expires_ms then
   redis.call('HSET', KEYS[4], 'expires_at', expires_ms)
   redis.call('PEXPIREAT', KEYS[4], expires_ms)
