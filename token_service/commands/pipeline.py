@@ -20,6 +20,7 @@ from redis.asyncio.client import Pipeline
 from contracts import ErrorCode, to_millis, utc_now
 from token_service.commands.admission import admit_channels, refuse_foreign_actor
 from token_service.commands.decoding import About, Invalid, Parsed, Unreadable, open_entry
+from token_service.commands.durability import await_replicas
 from token_service.commands.entry import CommandEntry, Stage
 from token_service.commands.handlers import Context, handle
 from token_service.commands.replies import applied_reply, repeat_reply
@@ -109,6 +110,9 @@ class CommandPipeline:
             await self._apply(batch)
         with self.tracing.span("redis record rejections"):
             await self._record_refusals(batch)
+        with self.tracing.span("redis wait for replicas"):
+            wanted = self.settings.replicas_to_wait_for
+            await await_replicas(batch, self.store, wanted, self.settings.wait_timeout_ms)
         with self.tracing.span("redis settle and reply"):
             await self._settle(batch, started)
         self._trace(batch, started_ns)

@@ -132,6 +132,20 @@ class TokenStore(TokenReader):
             calls.append(("reject", [key, self.keys.events], args))
         return [from_reply(reply) for reply in await self._run(calls)]
 
+    async def replicate(self, replicas: int, timeout_ms: int) -> int:
+        """Wait until ``replicas`` replicas have every write made so far; how many have.
+
+        WAIT counts what the replicas acknowledged of the writes of its own connection,
+        which may not be the one that wrote. So it follows a write of its own (a PUBLISH
+        to a channel nobody hears, propagated like any write), which comes after every
+        write already answered, from whatever connection or process.
+        """
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.publish(f"{self.keys.replies_prefix}replication-barrier", "")
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            _, confirmed = await pipe.execute()
+        return int(confirmed)
+
     async def expire_due(self, now: datetime, limit: int = 100) -> int:
         """Mark up to ``limit`` tokens past their expiry as expired; how many were."""
         keys = [self.keys.expiries, self.keys.events]
