@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import subprocess
 import sys
@@ -58,7 +59,7 @@ def _start_service(cluster: HaCluster, log: Path) -> subprocess.Popen[bytes]:
         "TOKENS_CLAIM_IDLE_MS": "1000",
         "TOKENS_WAIT_REPLICAS": "2",
         "TOKENS_WAIT_TIMEOUT_MS": "1000",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": os.environ.get("FAILOVER_LOG_LEVEL", "WARNING"),
     }
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -74,11 +75,13 @@ async def _kill_when(cluster: HaCluster, ledger: Ledger, at: int) -> float:
     server = cluster.server_on(old)
     server.kill()
     killed = time.monotonic()
+    print(f"killed {old} at {time.time():.3f}", file=sys.stderr)
     while True:  # until the sentinels name another primary
         new = await asyncio.to_thread(cluster.primary_port)
         if new not in (old, None):
             break
         await asyncio.sleep(0.05)
+    print(f"new primary {new} at {time.time():.3f}", file=sys.stderr)
     server.extra_args = (*_DATA, "--replicaof", "127.0.0.1", str(new))
     await asyncio.to_thread(server.launch)
     return killed

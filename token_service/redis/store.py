@@ -26,11 +26,13 @@ whole batch goes to Redis in one pipeline of FCALLs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 from ulid import ULID
 
 from contracts import format_timestamp, to_millis
@@ -47,6 +49,9 @@ from token_service.redis.outcomes import (
 from token_service.redis.reads import TokenReader
 
 __all__ = ["Call", "TokenStore"]
+
+_DEMOTED_TRIES = 40
+"""How often (every quarter second) a WAIT that reached a replica is sent again."""
 
 Call = tuple[str, list[str], list[str | int]]
 """A function's name in the library (without ``tokens_``), its KEYS and its ARGV."""
@@ -140,11 +145,21 @@ class TokenStore(TokenReader):
         to a channel nobody hears, propagated like any write), which comes after every
         write already answered, from whatever connection or process.
         """
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.publish(f"{self.keys.replies_prefix}replication-barrier", "")
-            pipe.execute_command("WAIT", replicas, timeout_ms)
-            _, confirmed = await pipe.execute()
-        return int(confirmed)
+        for _ in range(_DEMOTED_TRIES):
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.publish(f"{self.keys.replies_prefix}replication-barrier", "")
+                    pipe.execute_command("WAIT", replicas, timeout_ms)
+                    _, confirmed = await pipe.execute()
+                return int(confirmed)
+            except ResponseError as exc:
+                # A sentinel that has not yet heard of a failover named the old primary,
+                # back as a replica: PUBLISH works there, WAIT does not. Ask again.
+                if "replica" not in str(exc):
+                    raise
+                await self.redis.connection_pool.disconnect()
+                await asyncio.sleep(0.25)
+        raise ConnectionError("connected to a replica, not the primary, again and again")
 
     async def expire_due(self, now: datetime, limit: int = 100) -> int:
         """Mark up to ``limit`` tokens past their expiry as expired; how many were."""
