@@ -192,6 +192,7 @@ async def _admins(access: RedisAccess) -> set[str]:
     client = redis_client(access, decode_responses=True)
     try:
         prefix = getattr(access, "key_prefix", "tokens")
-        return set(await client.smembers(f"{prefix}:admins"))  # type: ignore[misc]
+        members = await client.smembers(f"{prefix}:admins")
+        return {str(member) for member in members}
     finally:
         await client.aclose()

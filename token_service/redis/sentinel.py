@@ -32,7 +32,16 @@ from redis.asyncio.sentinel import (
 )
 from redis.backoff import ExponentialBackoff
 
-__all__ = ["FAILOVER_RETRY_S", "ReplicaPool", "failover_retry", "primary_client", "replica_client"]
+__all__ = [
+    "FAILOVER_RETRY_S",
+    "PrimaryConnection",
+    "PrimarySSLConnection",
+    "ReplicaPool",
+    "failover_retry",
+    "primary_client",
+    "primary_connection_class",
+    "replica_client",
+]
 
 Address = tuple[str, int]
 
@@ -53,6 +62,37 @@ def failover_retry() -> Retry:
     command id makes a repeat answer ``duplicate``).
     """
     return Retry(ExponentialBackoff(cap=_PAUSE_S, base=0.05), int(FAILOVER_RETRY_S / _PAUSE_S))
+
+
+class PrimaryConnection(SentinelManagedConnection):
+    """A connection to the primary that asks the sentinels again whenever it reconnects.
+
+    redis-py 8.1 reconnects a dropped connection in ``send_packed_command`` through
+    ``connect_check_health``, at the address it last had, not through ``connect`` (which
+    asks the sentinels): a connection to a primary that died is made again, retry after
+    retry, to the dead address, and once that server is back as a replica, to the
+    replica (``READONLY``). Here, every (re)connection asks where the primary is now.
+    """
+
+    async def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        """Connect to the primary the sentinels name now (redis-py's check follows)."""
+        pool: Any = self.connection_pool
+        if not self.is_connected and pool.is_master:
+            self.host, self.port = await pool.get_master_address()
+        await super().connect_check_health(
+            check_health=check_health, retry_socket_connect=retry_socket_connect
+        )
+
+
+class PrimarySSLConnection(PrimaryConnection, SentinelManagedSSLConnection):
+    """:class:`PrimaryConnection` over TLS."""
+
+
+def primary_connection_class(tls: bool) -> type[PrimaryConnection]:
+    """The connection class of clients (and brokers) of the primary."""
+    return PrimarySSLConnection if tls else PrimaryConnection
 
 
 class _PinningConnection(SentinelManagedConnection):
@@ -105,8 +145,11 @@ def primary_client(
     options: dict[str, Any],
 ) -> Redis:
     """A client of whichever server is the primary now."""
+    tls = bool(options.pop("ssl", False))
     manager = _sentinel(sentinels, sentinel_options, options)
-    client: Redis = manager.master_for(master, redis_class=Redis)
+    client: Redis = manager.master_for(
+        master, redis_class=Redis, connection_class=primary_connection_class(tls)
+    )
     return client
 
 

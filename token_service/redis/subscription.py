@@ -21,7 +21,7 @@ from faststream.redis import RedisBroker, RedisSentinelBroker, StreamSub
 from faststream.redis.message import RedisBatchStreamMessage
 
 from token_service.redis.connection import RedisAccess
-from token_service.redis.sentinel import failover_retry
+from token_service.redis.sentinel import failover_retry, primary_connection_class
 
 __all__ = ["BatchHandler", "StreamEntry", "redis_broker", "subscribe_batches"]
 
@@ -112,6 +112,7 @@ def redis_broker(access: RedisAccess, **options: Any) -> RedisBroker:
             sentinel_master_name=access.redis_sentinel_master,
             sentinel_kwargs=access.sentinel_options(),
             retry=failover_retry(),
+            connection_class=primary_connection_class(access.uses_tls),
             **access.connection_options(),
             **options,
         )
