@@ -114,11 +114,13 @@ def _report(
     after = [s for s in ledger.acknowledged() if s.first_sent > killed and s.replied_at]
     flowing = min((s.replied_at for s in after if s.replied_at), default=float("inf"))
     answered: dict[str, float] = {}
+    counted: dict[str, int] = {}
     for gateway in checkers.gateways:
         during = [
             c for c in checkers.checks if c.gateway == gateway and killed <= c.started <= flowing
         ]
         got = sum(1 for c in during if not c.unavailable)
+        counted[gateway] = len(during)
         answered[gateway] = round(100 * got / len(during), 2) if during else 100.0
     unconfirmed = sum(
         1
@@ -136,6 +138,7 @@ def _report(
         "revoked_accepted": sum(1 for c in checkers.checks if c.revoked_before and c.accepted),
         "flow_again_s": round(flowing - killed, 2),
         "checks": len(checkers.checks),
+        "checks_during_failover": counted,
         "answered_during_failover_pct": answered,
     }
 

@@ -143,7 +143,21 @@ class Checkers:
     running: bool = True
 
     async def run(self, rng: random.Random, pause_s: float = 0.002) -> None:
-        """Check one token per gateway per turn, a revoked one every other turn."""
+        """Each gateway on its own: one check per turn, a revoked token every other turn.
+
+        Each has its own loop, so that one gateway's slow checks (its Redis is gone)
+        do not slow the other's.
+        """
+        await asyncio.gather(
+            *(
+                self._run_one(name, verifier, random.Random(rng.random()), pause_s)
+                for name, verifier in self.gateways.items()
+            )
+        )
+
+    async def _run_one(
+        self, name: str, verifier: Verifier, rng: random.Random, pause_s: float
+    ) -> None:
         turn = 0
         while self.running:
             turn += 1

@@ -22,6 +22,8 @@ __all__ = [
     "gateway_user",
     "operator_user",
     "publisher_user",
+    "replica_user",
+    "sentinel_user",
     "service_user",
     "shared_publisher_user",
     "worker_user",
@@ -245,4 +247,30 @@ def operator_user(keys: Keys) -> RedisUser:
             Grant(("xadd",), (f"~{keys.commands}",)),
             Grant(("smembers", "sismember", "sadd", "srem"), (f"~{keys.admins}",)),
         ),
+    )
+
+
+def replica_user() -> RedisUser:
+    # A replica logs in to its primary with `masteruser`/`masterauth` to replicate; it
+    # needs the replication handshake and nothing else (no key, no channel).
+    return RedisUser(
+        "replica",
+        "replicas, to replicate from the primary (`masteruser`, compose profile `ha`)",
+        (Grant(("psync", "replconf", "ping")),),
+    )
+
+
+def sentinel_user() -> RedisUser:
+    # What Redis' documentation lists for Sentinel: watch (PING, INFO, ROLE, the hello
+    # channel), and fail over (REPLICAOF in a MULTI with CONFIG REWRITE, CLIENT KILL of
+    # the old links). CONFIG REWRITE only: it may not read or set any other setting.
+    commands = (
+        *("ping", "info", "role", "publish", "subscribe"),
+        *("multi", "exec", "slaveof", "replicaof", "config|rewrite"),
+        *("client|setname", "client|kill", "script|kill"),
+    )
+    return RedisUser(
+        "sentinel",
+        "Redis Sentinel, watching and failing over the primary (compose profile `ha`)",
+        (Grant(commands, (), ("&__sentinel__:hello",)),),
     )
