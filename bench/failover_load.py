@@ -170,12 +170,7 @@ class Checkers:
             else:
                 await asyncio.sleep(0.01)
                 continue
-            await asyncio.gather(
-                *(
-                    self._check(name, v, token_id, secret, revoked_at)
-                    for name, v in self.gateways.items()
-                )
-            )
+            await self._check(name, verifier, token_id, secret, revoked_at)
             await asyncio.sleep(pause_s)
 
     async def _check(
