@@ -101,6 +101,12 @@ class ServiceSettings(RedisAccess):
 
     _split = field_validator("admins", "resources", "publishers", mode="before")(_split_commas)
 
+    @field_validator("wait_replicas", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        # compose passes `${TOKENS_WAIT_REPLICAS:-}`: empty means "as the deployment is"
+        return None if value == "" else value
+
     @field_validator("publishers")
     @classmethod
     def _known_shape(cls, value: list[str]) -> list[str]:
