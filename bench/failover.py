@@ -44,20 +44,20 @@ from token_service.gateway import CacheOptions, Verifier
 from token_service.keys import Keys
 from token_service.redis.connection import RedisAccess, redis_client, replica_redis_client
 
-__all__ = ["main", "run_once"]
+__all__ = ["main", "run_once", "start_service"]
 
 PUBLISHERS = 4
 PER_PUBLISHER = 60
 
 
-def _start_service(cluster: HaCluster, log: Path) -> subprocess.Popen[bytes]:
+def start_service(cluster: HaCluster, log: Path, wait_replicas: int = 2) -> subprocess.Popen[bytes]:
     env = {
         **clean_env(),
         "REDIS_SENTINELS": cluster.sentinels,
         "TOKENS_TRUST_SHARED_STREAM": "true",
         "TOKENS_ADMINS": ADMIN,
         "TOKENS_CLAIM_IDLE_MS": "1000",
-        "TOKENS_WAIT_REPLICAS": "2",
+        "TOKENS_WAIT_REPLICAS": str(wait_replicas),
         "TOKENS_WAIT_TIMEOUT_MS": "1000",
         "LOG_LEVEL": os.environ.get("FAILOVER_LOG_LEVEL", "WARNING"),
     }
@@ -185,7 +185,7 @@ async def _load(cluster: HaCluster, rng: random.Random, seed: int) -> dict[str, 
 def run_once(seed: int, log: Path) -> dict[str, object]:
     """One run: a fresh cluster and service, the load, the kill, the findings."""
     cluster = HaCluster.start(down_after_ms=1000)
-    service = _start_service(cluster, log)
+    service = start_service(cluster, log)
     try:
         return asyncio.run(_load(cluster, random.Random(seed), seed))
     finally:
