@@ -196,3 +196,35 @@ async def _admins(access: RedisAccess) -> set[str]:
         return {str(member) for member in members}
     finally:
         await client.aclose()
+
+
+async def test_a_client_follows_the_primary_when_it_dies_and_comes_back_as_a_replica() -> None:
+    # Its own cluster: the module's keeps its primary. redis-py 8.1 alone reconnects a
+    # dropped connection at its last address; here that is the old primary, back as a
+    # replica (READONLY), and writes would fail until the retries run out.
+    own = HaCluster.start(down_after_ms=1000)
+    client = redis_client(RedisAccess(redis_sentinels=own.sentinels.split(",")))
+    try:
+        await client.set("before", "1")
+        old = own.primary_port()
+        assert old is not None
+        dead = own.server_on(old)
+        dead.kill()
+        killed = time.monotonic()
+        # Sent while there is no primary: it is retried through the whole failover.
+        during = asyncio.create_task(client.set("during", "1"))
+        while (new := own.primary_port()) in (old, None):
+            assert time.monotonic() - killed < 30, "no failover"
+            await asyncio.sleep(0.05)
+        dead.extra_args = (*dead.extra_args, "--replicaof", "127.0.0.1", str(new))
+        dead.launch()
+        await asyncio.wait_for(during, 10)
+        assert time.monotonic() - killed < 10
+        await client.set("after", "1")
+        assert await client.get("before") == b"1"
+        replica = Redis(port=old)
+        assert (await replica.role())[0] in (b"slave", "slave")
+        await replica.aclose()
+    finally:
+        await client.aclose()
+        own.stop()
