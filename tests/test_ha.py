@@ -211,8 +211,12 @@ async def test_a_client_follows_the_primary_when_it_dies_and_comes_back_as_a_rep
         dead = own.server_on(old)
         dead.kill()
         killed = time.monotonic()
+
         # Sent while there is no primary: it is retried through the whole failover.
-        during = asyncio.create_task(client.set("during", "1"))
+        async def write_during() -> None:
+            await client.set("during", "1")
+
+        during = asyncio.create_task(write_during())
         while (new := own.primary_port()) in (old, None):
             assert time.monotonic() - killed < 30, "no failover"
             await asyncio.sleep(0.05)
