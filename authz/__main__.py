@@ -37,8 +37,8 @@ def main() -> int:
         print(f"authz: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    if settings.redis_url is None:
-        print("authz: REDIS_URL is required", file=sys.stderr)
+    if not settings.configured:
+        print("authz: REDIS_URL (or REDIS_SENTINELS) is required", file=sys.stderr)
         return 2
     try:
         asyncio.run(_serve(settings))

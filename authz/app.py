@@ -20,7 +20,7 @@ from authz.routes import RouteTable, load_routes
 from authz.settings import AuthzSettings
 from token_service.gateway import CacheOptions, UsageReporter, Verifier
 from token_service.ops.health import HealthServer
-from token_service.redis.connection import redis_client
+from token_service.redis.connection import redis_client, replica_redis_client
 
 __all__ = ["Endpoint", "build_endpoint"]
 
@@ -33,6 +33,8 @@ class Endpoint:
 
     settings: AuthzSettings
     redis: Redis
+    reads: Redis
+    """Where checks read: ``redis`` itself, or a replica's client."""
     reporter: UsageReporter
     verifier: Verifier
     check: Check
@@ -64,6 +66,8 @@ class Endpoint:
         if self.health is not None:
             await self.health.stop()
         await self.redis.aclose()
+        if self.reads is not self.redis:
+            await self.reads.aclose()
 
 
 def _cache_options(settings: AuthzSettings) -> CacheOptions | None:
@@ -77,10 +81,15 @@ def build_endpoint(settings: AuthzSettings, routes: RouteTable | None = None) ->
     routes = routes if routes is not None else load_routes(settings.routes_file)
     timeout = settings.timeout_s
     redis = redis_client(settings, socket_timeout=timeout, socket_connect_timeout=timeout)
+    reads = redis
+    if settings.read_from_replicas:
+        reads = replica_redis_client(
+            settings, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
     registry = CollectorRegistry()
     reporter = UsageReporter(redis, gateway=settings.gateway_name, key_prefix=settings.key_prefix)
     verifier = Verifier(
-        redis,
+        reads,
         key_prefix=settings.key_prefix,
         token_prefix=settings.token_prefix,
         reporter=reporter,
@@ -109,5 +118,5 @@ def build_endpoint(settings: AuthzSettings, routes: RouteTable | None = None) ->
     health = None
     if settings.http_port is not None:
         health = HealthServer(registry, settings.http_host, settings.http_port)
-        health.watch(redis, [])
-    return Endpoint(settings, redis, reporter, verifier, check, server, registry, health)
+        health.watch(reads, [])
+    return Endpoint(settings, redis, reads, reporter, verifier, check, server, registry, health)

@@ -62,6 +62,9 @@ class AuthzSettings(RedisAccess):
     """This endpoint's name in its ``TokenUsed`` reports (``gateway`` and ``actor``)."""
     timeout_s: float = Field(default=1.0, gt=0, le=30, validation_alias="AUTHZ_REDIS_TIMEOUT_S")
     """A check's deadline for Redis; past it the check answers 503."""
+    read_from_replicas: bool = Field(default=False, validation_alias="AUTHZ_READ_FROM_REPLICAS")
+    """Through Sentinel, read secrets from one replica (use reports still go to the
+    primary): checks keep being answered while the primary is down or failing over."""
     cache: bool = Field(default=True, validation_alias="AUTHZ_CACHE")
     """Keep verdicts in the Verifier's cache, kept honest by Redis (CLIENT TRACKING)."""
     cache_max_entries: int = Field(

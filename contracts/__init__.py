@@ -36,7 +36,7 @@ from contracts.events import (
     TokenUsed,
     event_adapter,
 )
-from contracts.replies import CommandReply, ErrorCode, ErrorInfo
+from contracts.replies import CommandReply, Durability, ErrorCode, ErrorInfo
 from contracts.scopes import LEVELS, grants
 from contracts.tokens import TokenStatus, TokenView
 
@@ -49,6 +49,7 @@ __all__ = [
     "CommandRejected",
     "CommandReply",
     "DeadLetter",
+    "Durability",
     "ErrorCode",
     "ErrorInfo",
     "Event",

@@ -34,6 +34,7 @@ from token_service.settings import ServiceSettings
 ROOT = Path(__file__).resolve().parent.parent
 APP_SERVICES = ("token-service", "audit-worker")
 FRONT_SERVICES = ("authz", "app", "nginx")
+HA_SERVICES = ("redis-replica-1", "redis-replica-2", "sentinel-1", "sentinel-2", "sentinel-3")
 _DEFAULTED = re.compile(r"\$\{(\w+):-([^}]*)\}")
 
 
@@ -87,7 +88,14 @@ def test_compose_accepts_the_file() -> None:
 
 def test_every_service_has_a_healthcheck_and_restarts_unless_stopped() -> None:
     services = _compose()["services"]
-    assert set(services) == {"redis", *APP_SERVICES, *FRONT_SERVICES, "console", "notifier"}
+    assert set(services) == {
+        "redis",
+        *APP_SERVICES,
+        *FRONT_SERVICES,
+        "console",
+        "notifier",
+        *HA_SERVICES,
+    }
     for name, service in services.items():
         assert service.get("restart") == "unless-stopped", name
         assert service.get("healthcheck", {}).get("test"), name
@@ -300,3 +308,27 @@ def test_the_console_logs_in_as_its_publisher_user_and_the_service_registers_it(
     assert _compose()["services"]["console"]["depends_on"]["redis"]["condition"] == (
         "service_healthy"
     )
+
+
+def test_the_ha_profile_has_two_replicas_and_three_sentinels_logged_in_as_their_users() -> None:
+    compose = _compose()
+    services = compose["services"]
+    acl = (ROOT / "deploy" / "redis" / "users.acl").read_text()
+    for name in HA_SERVICES:
+        assert services[name]["profiles"] == ["ha"], name
+    for name in ("redis-replica-1", "redis-replica-2"):
+        command = services[name]["command"]
+        assert command[command.index("--replicaof") + 1] == "redis"
+        assert command[command.index("--masteruser") + 1] == "replica"
+        assert "/etc/redis/users.acl" in command
+    # After a failover the old primary is a replica too: it must log in the same way.
+    assert services["redis"]["command"][services["redis"]["command"].index("--masteruser") + 1] == (
+        "replica"
+    )
+    sentinel_script = services["sentinel-1"]["command"][0]
+    assert "sentinel monitor mymaster redis 6379 2" in sentinel_script
+    assert "sentinel auth-user mymaster sentinel" in sentinel_script
+    for user in ("replica", "sentinel"):
+        assert f"user {user} on #" in acl, user
+    for name in ("token-service", "audit-worker", "console", "authz"):
+        assert services[name]["environment"]["REDIS_SENTINELS"] == "${REDIS_SENTINELS:-}", name

@@ -136,7 +136,7 @@ async def test_not_applied_line_carries_fields_and_masks_the_error(
 ) -> None:
     token = mint()
 
-    async def unavailable(mutations: Sequence[Plan]) -> list[Outcome]:
+    async def unavailable(mutations: Sequence[Plan], seen: object = None) -> list[Outcome]:
         return [Failed(RuntimeError(f"redis said no to {token}")) for _ in mutations]
 
     monkeypatch.setattr(service.store, "apply", unavailable)

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     log = structlog.get_logger("token_service")
     embedded: EmbeddedRedis | None = None
     admin: str | None = None
-    if settings.redis_url is None:
+    if not settings.configured:
         embedded = EmbeddedRedis.start()
         # Nobody but this machine's user reaches an embedded Redis: its shared stream is
         # trusted, so that redis-cli and version 1 publishers work out of the box.

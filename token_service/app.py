@@ -179,8 +179,10 @@ def build_service(
     Tracing is on with ``tracer_provider`` (tests pass one), or with ``TOKENS_OTEL_ENABLED``,
     which exports over OTLP as the standard ``OTEL_*`` variables say.
     """
-    if settings.redis_url is None:
-        raise ValueError("REDIS_URL is required here; `python -m token_service` embeds one")
+    if not settings.configured:
+        raise ValueError(
+            "REDIS_URL or REDIS_SENTINELS is required here; `python -m token_service` embeds one"
+        )
     if not settings.sources():
         raise ValueError("nothing to read: set TOKENS_PUBLISHERS or TOKENS_TRUST_SHARED_STREAM")
     if tracer_provider is None and settings.otel_enabled:

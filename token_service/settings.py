@@ -87,10 +87,25 @@ class ServiceSettings(RedisAccess):
         default=30, ge=1, validation_alias="TOKENS_DEAD_LETTER_RETENTION_DAYS"
     )
     """How long parked entries stay in ``tokens:dead-letter``."""
+    wait_replicas: int | None = Field(
+        default=None, ge=0, le=16, validation_alias="TOKENS_WAIT_REPLICAS"
+    )
+    """Replicas a change must reach before its ``ok`` reply goes out (Redis WAIT); unset:
+    1 through Sentinel (a deployment with replicas), 0 (no wait) otherwise."""
+    wait_timeout_ms: int = Field(
+        default=1000, ge=1, le=60_000, validation_alias="TOKENS_WAIT_TIMEOUT_MS"
+    )
+    """How long to wait for them; past it the reply goes out saying how many confirmed."""
     otel_enabled: bool = Field(default=False, validation_alias="TOKENS_OTEL_ENABLED")
     """Trace command handling with OpenTelemetry (needs the ``otel`` extra)."""
 
     _split = field_validator("admins", "resources", "publishers", mode="before")(_split_commas)
+
+    @field_validator("wait_replicas", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        # compose passes `${TOKENS_WAIT_REPLICAS:-}`: empty means "as the deployment is"
+        return None if value == "" else value
 
     @field_validator("publishers")
     @classmethod
@@ -98,6 +113,13 @@ class ServiceSettings(RedisAccess):
         for text in value:
             parse_publisher(text)
         return value
+
+    @property
+    def replicas_to_wait_for(self) -> int:
+        """``TOKENS_WAIT_REPLICAS``, or its default for where Redis is."""
+        if self.wait_replicas is not None:
+            return self.wait_replicas
+        return 1 if self.uses_sentinel else 0
 
     def retention(self) -> list[Retention]:
         """Every stream's retention; a group's unacknowledged entries are never trimmed."""

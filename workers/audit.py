@@ -75,8 +75,8 @@ def _subscribe(
 
 def build_worker(settings: AuditSettings) -> Worker:
     """Build the FastStream app that folds usage and events; nothing connects yet."""
-    if settings.redis_url is None:
-        raise ValueError("REDIS_URL is required for the audit worker")
+    if not settings.configured:
+        raise ValueError("REDIS_URL (or REDIS_SENTINELS) is required for the audit worker")
     broker = redis_broker(
         settings, logger=logging.getLogger("workers.broker"), log_level=logging.DEBUG
     )

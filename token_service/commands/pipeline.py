@@ -20,6 +20,7 @@ from redis.asyncio.client import Pipeline
 from contracts import ErrorCode, to_millis, utc_now
 from token_service.commands.admission import admit_channels, refuse_foreign_actor
 from token_service.commands.decoding import About, Invalid, Parsed, Unreadable, open_entry
+from token_service.commands.durability import await_replicas
 from token_service.commands.entry import CommandEntry, Stage
 from token_service.commands.handlers import Context, handle
 from token_service.commands.replies import applied_reply, repeat_reply
@@ -30,6 +31,7 @@ from token_service.plans import Issuer, NewToken, Rejection, minted_secret
 from token_service.publishers import Source
 from token_service.redis.groups import ConsumerGroup, Parked
 from token_service.redis.outcomes import Applied, Failed, Outcome, Repeated
+from token_service.redis.replication import WritesSeen
 from token_service.redis.store import TokenStore
 from token_service.redis.subscription import StreamEntry
 from token_service.settings import ServiceSettings
@@ -105,10 +107,15 @@ class CommandPipeline:
         for entry in batch:
             if entry.stage is Stage.OPEN:
                 self._open(entry, context, oldest_ms)
+        wanted = self.settings.replicas_to_wait_for
+        seen = WritesSeen() if wanted > 0 else None
         with self.tracing.span("redis apply", {"commands": len(batch)}):
-            await self._apply(batch)
+            await self._apply(batch, seen)
         with self.tracing.span("redis record rejections"):
-            await self._record_refusals(batch)
+            await self._record_refusals(batch, seen)
+        with self.tracing.span("redis wait for replicas"):
+            timeout_ms = self.settings.wait_timeout_ms
+            await await_replicas(batch, self.store, wanted, timeout_ms, seen)
         with self.tracing.span("redis settle and reply"):
             await self._settle(batch, started)
         self._trace(batch, started_ns)
@@ -170,11 +177,11 @@ class CommandPipeline:
         _log.exception(event, **entry.log_fields())
         entry.park(f"internal error while {during}: {type(exc).__name__}", ErrorCode.INTERNAL)
 
-    async def _apply(self, batch: list[CommandEntry]) -> None:
+    async def _apply(self, batch: list[CommandEntry], seen: WritesSeen | None) -> None:
         planned = [
             entry for entry in batch if entry.plan is not None and entry.stage is Stage.PLANNED
         ]
-        outcomes = await self.store.apply([entry.plan for entry in planned if entry.plan])
+        outcomes = await self.store.apply([entry.plan for entry in planned if entry.plan], seen)
         for entry, outcome in zip(planned, outcomes, strict=True):
             try:
                 self._applied(entry, outcome)
@@ -197,7 +204,7 @@ class CommandPipeline:
         else:
             entry.leave_pending(outcome.error)
 
-    async def _record_refusals(self, batch: list[CommandEntry]) -> None:
+    async def _record_refusals(self, batch: list[CommandEntry], seen: WritesSeen | None) -> None:
         recorded: list[tuple[CommandEntry, Rejection]] = []
         calls: list[tuple[Issuer, Rejection, bytes]] = []
         for entry in batch:
@@ -212,7 +219,7 @@ class CommandPipeline:
             event = entry.rejected_event(rejection.code, rejection.message)
             recorded.append((entry, rejection))
             calls.append((self.issuer(entry.about), rejection, event))
-        results = await self.store.record_rejections(calls)
+        results = await self.store.record_rejections(calls, seen)
         for (entry, rejection), result in zip(recorded, results, strict=True):
             try:
                 if isinstance(result, Repeated):

@@ -51,6 +51,10 @@ equal). Redis ACL files take no comments, so the reasons live here:
   (``tokens:notify:delivered:*``, ``tokens:notify:attempts:*``) and dead letters.
 - ``publisher`` may SUBSCRIBE only to ``tokens:replies:*`` and not PSUBSCRIBE: a reply
   carries a new secret, and a pattern subscription would hear every publisher's.
+- ``token-service`` may WAIT (after a PUBLISH nobody hears), so that an ``ok`` reply goes
+  out only once replicas have the change.
+- ``replica`` only replicates (PSYNC, REPLCONF); ``sentinel`` has what Redis Sentinel
+  needs, CONFIG REWRITE among it but no other CONFIG: they exist for the ``ha`` profile.
 - Passwords here are the development ones, ``dev-<user>``, stored as SHA-256 hashes.
   Replace them in production (see the README, "Least privilege").
 """
@@ -62,6 +66,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from token_service.keys import Keys
+from token_service.redis.acl_infra import replica_user, sentinel_user
 from token_service.redis.acl_users import (
     CONSOLE,
     FORBIDDEN,
@@ -107,6 +112,8 @@ def users(
         *(publisher_user(keys, name) for name in publishers),
         operator_user(keys),
         RedisUser("healthcheck", "container health checks (`redis-cli ping`)", (Grant(("ping",)),)),
+        replica_user(),
+        sentinel_user(),
     ]
 
 

@@ -118,6 +118,8 @@ def service_user(keys: Keys) -> RedisUser:
         *("fcall", "function|load"),
         *_TRANSACTIONS,
         "publish",
+        # replicated before an ok reply: a PUBLISH nobody hears, then WAIT (store.replicate)
+        "wait",
         # scrub.py: after deleting an entry that held a pasted token, it has Redis rewrite
         # the append-only file, so the token leaves the disk too (INFO tells whether the
         # AOF is on at all)

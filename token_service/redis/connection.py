@@ -5,6 +5,10 @@ Every Redis client in the project is built here (and every FastStream broker, in
 :class:`RedisAccess`, so that a user, a password or a CA file set in the environment
 holds for all of a process's connections alike. Each component may run as its own
 Redis user (see ``token_service.acl``); ``rediss://`` URLs connect over TLS.
+
+With ``REDIS_SENTINELS`` set, the address comes from Sentinel instead
+(:mod:`token_service.redis.sentinel`): the URL, if any, still gives the scheme, the
+database and credentials, but not the host.
 """
 
 from __future__ import annotations
@@ -13,17 +17,21 @@ import inspect
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import redis
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from redis.asyncio import Redis
+from redis.asyncio.connection import parse_url
+
+from token_service.redis import sentinel
 
 __all__ = [
     "RedisAccess",
     "default_consumer_name",
     "redis_client",
+    "replica_redis_client",
     "sync_redis_client",
 ]
 
@@ -53,6 +61,44 @@ class RedisAccess(BaseSettings):
     """This client's certificate, for a server that asks clients for one."""
     redis_tls_key_file: Path | None = Field(default=None, validation_alias="REDIS_TLS_KEY_FILE")
     """The key of ``redis_tls_cert_file``."""
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="REDIS_SENTINELS"
+    )
+    """``host:port`` of each sentinel, comma-separated; set, the primary is found through
+    them (and followed when they fail over) rather than at the URL's host."""
+    redis_sentinel_master: str = Field(
+        default="mymaster", min_length=1, validation_alias="REDIS_SENTINEL_MASTER"
+    )
+    """The name the sentinels monitor the primary under."""
+    redis_sentinel_username: str | None = Field(
+        default=None, validation_alias="REDIS_SENTINEL_USERNAME"
+    )
+    """The sentinels' own ACL user, when they ask for one."""
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None, validation_alias="REDIS_SENTINEL_PASSWORD"
+    )
+    """The sentinels' password (``requirepass`` in sentinel.conf)."""
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _host_and_port(cls, value: list[str]) -> list[str]:
+        for address in value:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"a sentinel is host:port, not {address!r}")
+        return value
 
     @model_validator(mode="after")
     def _cert_comes_with_key(self) -> RedisAccess:
@@ -93,10 +139,44 @@ class RedisAccess(BaseSettings):
                 options["ssl_keyfile"] = str(self.redis_tls_key_file)
         return options
 
+    @property
+    def uses_sentinel(self) -> bool:
+        """Whether the primary is found through Sentinel."""
+        return bool(self.redis_sentinels)
+
+    @property
+    def configured(self) -> bool:
+        """Whether anything says where Redis is (a URL, or sentinels)."""
+        return self.redis_url is not None or self.uses_sentinel
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """The sentinels as ``(host, port)`` pairs."""
+        pairs = [address.rpartition(":") for address in self.redis_sentinels]
+        return [(host.strip("[]"), int(port)) for host, _, port in pairs]
+
+    def sentinel_options(self) -> dict[str, Any]:
+        """How to log in to the sentinels themselves (TLS as for Redis)."""
+        options: dict[str, Any] = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
+        options.update(_QUIET_HANDSHAKE)
+        if self.redis_sentinel_username is not None:
+            options["username"] = self.redis_sentinel_username
+        if self.redis_sentinel_password is not None:
+            options["password"] = self.redis_sentinel_password.get_secret_value()
+        if self.uses_tls:
+            tls = self.connection_options()
+            options["ssl"] = True
+            options.update({k: v for k, v in tls.items() if k.startswith("ssl_")})
+        return options
+
     def required_url(self) -> str:
-        """The URL, or a clear error for a process that cannot start without one."""
+        """The URL, or a clear error for a process that cannot start without one.
+
+        Through Sentinel the URL is optional: its host is never used.
+        """
         if self.redis_url is None:
-            raise ValueError("REDIS_URL is required here")
+            if self.uses_sentinel:
+                return "redis://sentinel-managed/0"
+            raise ValueError("REDIS_URL (or REDIS_SENTINELS) is required here")
         return self.redis_url
 
 
@@ -121,8 +201,26 @@ def _quiet_handshake() -> dict[str, Any]:
 _QUIET_HANDSHAKE = _quiet_handshake()
 
 
+def _sentinel_managed(access: RedisAccess, options: dict[str, Any]) -> dict[str, Any]:
+    # The URL's database and credentials hold; its host and port are Sentinel's to say.
+    from_url: dict[str, Any] = dict(parse_url(access.required_url()))
+    for name in ("host", "port", "connection_class", "path"):
+        from_url.pop(name, None)
+    if access.uses_tls:
+        from_url["ssl"] = True
+    retry = {"retry": sentinel.failover_retry()}
+    return {**from_url, **access.connection_options(), **_QUIET_HANDSHAKE, **retry, **options}
+
+
 def redis_client(access: RedisAccess, **options: Any) -> Redis:
-    """An asyncio client; ``options`` add to redis-py's (``decode_responses``, timeouts)."""
+    """An asyncio client of the primary; ``options`` add to redis-py's (timeouts...)."""
+    if access.uses_sentinel:
+        return sentinel.primary_client(
+            access.sentinel_addresses(),
+            access.redis_sentinel_master,
+            access.sentinel_options(),
+            _sentinel_managed(access, options),
+        )
     return Redis.from_url(
         access.required_url(),
         **access.connection_options(),
@@ -130,8 +228,31 @@ def redis_client(access: RedisAccess, **options: Any) -> Redis:
     )
 
 
+def replica_redis_client(access: RedisAccess, **options: Any) -> Redis:
+    """A read-only client of one replica (through Sentinel); without Sentinel, the primary."""
+    if not access.uses_sentinel:
+        return redis_client(access, **options)
+    return sentinel.replica_client(
+        access.sentinel_addresses(),
+        access.redis_sentinel_master,
+        access.sentinel_options(),
+        _sentinel_managed(access, options),
+    )
+
+
 def sync_redis_client(access: RedisAccess, **options: Any) -> redis.Redis:
-    """A blocking client, for start-up chores outside the event loop."""
+    """A blocking client of the primary, for start-up chores outside the event loop."""
+    if access.uses_sentinel:
+        from redis.sentinel import Sentinel
+
+        managed = _sentinel_managed(access, options)
+        manager = Sentinel(  # type: ignore[no-untyped-call]
+            access.sentinel_addresses(), sentinel_kwargs=access.sentinel_options(), **managed
+        )
+        client: redis.Redis = manager.master_for(  # type: ignore[no-untyped-call]
+            access.redis_sentinel_master
+        )
+        return client
     return redis.Redis.from_url(
         access.required_url(),
         **access.connection_options(),

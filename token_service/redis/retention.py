@@ -49,7 +49,8 @@ async def safe_trim_point(redis: Redis, stream: str) -> tuple[int, int] | None:
         needed.append(_after(_id(group["last-delivered-id"])))
         if int(group["pending"]):
             summary = await redis.xpending(stream, name)
-            needed.append(_id(summary["min"]))
+            if summary["min"] is not None:  # all acknowledged since XINFO: none needed
+                needed.append(_id(summary["min"]))
     return min(needed) if needed else None
 
 

@@ -34,11 +34,13 @@ whole batch goes to Redis in one pipeline of FCALLs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 from ulid import ULID
 
 from contracts import format_timestamp, to_millis
@@ -53,8 +55,12 @@ from token_service.redis.outcomes import (
     remembered,
 )
 from token_service.redis.reads import TokenReader
+from token_service.redis.replication import WritesSeen
 
 __all__ = ["Call", "TokenStore"]
+
+_DEMOTED_TRIES = 40
+"""How often (every quarter second) a WAIT that reached a replica is sent again."""
 
 Call = tuple[str, list[str], list[str | int]]
 """A function's name in the library (without ``tokens_``), its KEYS and its ARGV."""
@@ -113,7 +119,7 @@ class TokenStore(TokenReader):
             args += ["" if value is None else "1", value or ""]
         return "update", keys, args
 
-    async def _run(self, calls: Sequence[Call]) -> list[object]:
+    async def _run(self, calls: Sequence[Call], seen: WritesSeen | None = None) -> list[object]:
         replies: list[object] = [None] * len(calls)
         todo = list(range(len(calls)))
         for attempt in range(2):
@@ -125,21 +131,32 @@ class TokenStore(TokenReader):
                 for i in todo:
                     function, keys, args = calls[i]
                     pipe.fcall(f"tokens_{function}", len(keys), *keys, *args)
-                for i, reply in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
+                if seen is not None:  # in the same round trip: the server that ran them
+                    pipe.info("replication")
+                results = await pipe.execute(raise_on_error=False)
+                if seen is not None:
+                    seen.saw(results.pop())
+                for i, reply in zip(todo, results, strict=True):
                     replies[i] = reply
             todo = [i for i in todo if is_missing(replies[i])]
             if not todo:
                 break
         return replies
 
-    async def apply(self, plans: Sequence[Plan]) -> list[Outcome]:
-        """Carry out each plan; one round trip for the whole batch."""
+    async def apply(self, plans: Sequence[Plan], seen: WritesSeen | None = None) -> list[Outcome]:
+        """Carry out each plan; one round trip for the whole batch.
+
+        With ``seen``, the server that ran them is noted there (see :meth:`replicate`).
+        """
         if not plans:
             return []
-        return [from_reply(reply) for reply in await self._run([self._call(p) for p in plans])]
+        replies = await self._run([self._call(p) for p in plans], seen)
+        return [from_reply(reply) for reply in replies]
 
     async def record_rejections(
-        self, rejections: Sequence[tuple[Issuer, Rejection, bytes]]
+        self,
+        rejections: Sequence[tuple[Issuer, Rejection, bytes]],
+        seen: WritesSeen | None = None,
     ) -> list[Outcome]:
         """Remember each ``(issuer, rejection, CommandRejected)`` once, with its event."""
         if not rejections:
@@ -150,7 +167,35 @@ class TokenStore(TokenReader):
             record = rejection_record(rejection, issuer.body).decode()
             args: list[str | int] = [record, event.decode(), self.command_ttl_ms, issuer.body]
             calls.append(("reject", [key, self.keys.events], args))
-        return [from_reply(reply) for reply in await self._run(calls)]
+        return [from_reply(reply) for reply in await self._run(calls, seen)]
+
+    async def replicate(self, replicas: int, timeout_ms: int, seen: WritesSeen) -> int:
+        """Wait until ``replicas`` replicas have every write made so far; how many have.
+
+        WAIT counts what the replicas acknowledged of the writes of its own connection,
+        which may not be the one that wrote. So it follows a write of its own (a PUBLISH
+        to a channel nobody hears, propagated like any write), which comes after every
+        write already answered, from whatever connection or process. It must also run
+        on the server those writes went to: :class:`PrimaryChanged` if not (``seen``).
+        """
+        for _ in range(_DEMOTED_TRIES):
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.info("replication")
+                    pipe.publish(f"{self.keys.replies_prefix}replication-barrier", "")
+                    pipe.execute_command("WAIT", replicas, timeout_ms)
+                    info, _, confirmed = await pipe.execute()
+                seen.saw(info)
+                seen.check()
+                return int(confirmed)
+            except ResponseError as exc:
+                # A sentinel that has not yet heard of a failover named the old primary,
+                # back as a replica: PUBLISH works there, WAIT does not. Ask again.
+                if "replica" not in str(exc):
+                    raise
+                await self.redis.connection_pool.disconnect()
+                await asyncio.sleep(0.25)
+        raise ConnectionError("connected to a replica, not the primary, again and again")
 
     async def expire_due(self, now: datetime, limit: int = 100) -> int:
         """Mark up to ``limit`` tokens past their expiry as expired; how many were."""

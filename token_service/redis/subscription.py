@@ -17,10 +17,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from faststream import AckPolicy, Context
-from faststream.redis import RedisBroker, StreamSub
+from faststream.redis import RedisBroker, RedisSentinelBroker, StreamSub
 from faststream.redis.message import RedisBatchStreamMessage
 
 from token_service.redis.connection import RedisAccess
+from token_service.redis.sentinel import failover_retry, primary_connection_class
 
 __all__ = ["BatchHandler", "StreamEntry", "redis_broker", "subscribe_batches"]
 
@@ -95,5 +96,24 @@ def subscribe_batches(
 
 
 def redis_broker(access: RedisAccess, **options: Any) -> RedisBroker:
-    """A FastStream broker; ``options`` are RedisBroker's own (logger, middlewares...)."""
+    """A FastStream broker; ``options`` are RedisBroker's own (logger, middlewares...).
+
+    Through Sentinel it is FastStream's own ``RedisSentinelBroker``, whose pool asks the
+    sentinels for the primary on every new connection: a subscriber whose read failed
+    in a failover reads again from the new primary, and the consumer group is there,
+    replicated with the stream. FastStream pauses 5 s after a failed read, though, so
+    the broker's reads are retried (:func:`~token_service.redis.sentinel.failover_retry`)
+    until the new primary answers and do not fail in a failover at all.
+    """
+    if access.uses_sentinel:
+        return RedisSentinelBroker(
+            access.required_url(),
+            sentinels=access.sentinel_addresses(),
+            sentinel_master_name=access.redis_sentinel_master,
+            sentinel_kwargs=access.sentinel_options(),
+            retry=failover_retry(),
+            connection_class=primary_connection_class(access.uses_tls),
+            **access.connection_options(),
+            **options,
+        )
     return RedisBroker(access.required_url(), **access.connection_options(), **options)
