@@ -15,7 +15,7 @@ def test_an_administrator_fences_a_token_to_networks_and_gateways_follow(
     sign_in(page, stack)
     secret = generate(page, stack, "fenced-by-console")
     with stack.redis() as redis:
-        token_id = redis.get(stack.keys.name("fenced-by-console"))
+        token_id = redis.hget(*stack.keys.name("fenced-by-console"))
     assert token_id
     page.goto(f"{stack.url}/tokens/{token_id}")
     expect(page.get_by_text("Any address")).to_be_visible()
