@@ -11,9 +11,12 @@ Writes wait for a slot rather than take more connections than the client's pool 
 so any number of concurrent calls may share one client with its default pool.
 
 When the connection to Redis drops, the listener subscribes again by itself, backing off
-while Redis stays away. A reply published while it was away is lost (pub/sub keeps
-nothing): that send times out, and a retry with the same ``command_id`` gets the
-duplicate reply (which, for a ``GenerateToken``, no longer carries the secret).
+while Redis stays away (through Sentinel, on the new primary after a failover). Sends wait
+until it listens again, and once it does it sends again every command still waiting for
+its reply, with the same ``command_id``: a reply published while it was away is lost
+(pub/sub keeps nothing), and the service answers the repeat with the duplicate reply
+(which, for a ``GenerateToken``, no longer carries the secret: the token exists, its
+secret was lost with the reply; revoke it and generate another).
 """
 
 from __future__ import annotations
@@ -72,6 +75,10 @@ class TokenClient:
         # 128 random bits, under this publisher's prefix: no other publisher may listen there.
         self.channel = self.keys.reply_channel(publisher or SHARED, uuid.uuid4().hex)
         self._waiting: dict[str, asyncio.Future[CommandReply]] = {}
+        self._sent: dict[str, str] = {}
+        """What was written for each command still waiting for its reply: sent again when
+        the listener comes back, since its reply may have been published meanwhile."""
+        self._listening = asyncio.Event()
         self._writers = asyncio.Semaphore(_write_slots(redis))
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
@@ -81,6 +88,7 @@ class TokenClient:
     async def __aenter__(self) -> TokenClient:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(self.channel)  # before any send: no reply can come too early
+        self._listening.set()
         self._listener = asyncio.create_task(self._listen(pubsub))
         return self
 
@@ -103,11 +111,14 @@ class TokenClient:
                 if not pubsub.subscribed:
                     await pubsub.subscribe(self.channel)
                     self.resubscribed += 1
+                    self._listening.set()
                     backoff_s = 0.1
+                    await self._send_again()
                 async for message in pubsub.listen():
                     self._deliver(message["data"])
             except (RedisError, OSError):
                 # Redis went away (or is not back yet): a fresh connection, after a pause
+                self._listening.clear()
                 await _close_quietly(pubsub)
                 pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
                 await asyncio.sleep(backoff_s)
@@ -115,6 +126,11 @@ class TokenClient:
             finally:
                 if self._closing:
                     await _close_quietly(pubsub)
+
+    async def _send_again(self) -> None:
+        for data in list(self._sent.values()):
+            async with self._writers:
+                await self.redis.xadd(self.stream, {"data": data})
 
     def _deliver(self, data: Any) -> None:
         try:
@@ -135,17 +151,21 @@ class TokenClient:
         command = command.model_copy(update={"reply_to": self.channel})
         waiter: asyncio.Future[CommandReply] = asyncio.get_running_loop().create_future()
         self._waiting[command.command_id] = waiter
+        # Fields left unset stay off the wire: a service of an earlier 2.x, which does not
+        # know a field added since, still reads the command.
+        data = command.model_dump_json(exclude_none=True)
         try:
+            # A reply is published once: send only while listening for it.
+            await asyncio.wait_for(self._listening.wait(), self.timeout)
+            self._sent[command.command_id] = data
             async with self._writers:  # never more writes at once than the pool can hold
-                # Fields left unset stay off the wire: a service of an earlier 2.x, which
-                # does not know a field added since, still reads the command.
-                data = command.model_dump_json(exclude_none=True)
                 await self.redis.xadd(self.stream, {"data": data})
             return await asyncio.wait_for(waiter, self.timeout)
         except TimeoutError:
             raise ReplyTimeout(command.command_id, self.timeout) from None
         finally:
             self._waiting.pop(command.command_id, None)
+            self._sent.pop(command.command_id, None)
 
     async def generate(
         self,
