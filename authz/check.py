@@ -22,7 +22,6 @@ from token_service.gateway import Accepted, Verdict, Verifier
 __all__ = ["Check", "bearer_token"]
 
 _ROUTED_CACHE = 4096
-_ACCEPTED_KEPT = 10_000
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -64,7 +63,6 @@ class Check:
         self.client_address = client_address or ClientAddress(None)
         # Few distinct requests meet a busy endpoint; bounded, so odd ones cannot grow it.
         self._routed = functools.lru_cache(maxsize=_ROUTED_CACHE)(self._route)
-        self._accepted: dict[str, tuple[tuple[str, ...], Reply]] = {}
         self.header_names = frozenset(
             name
             for name in (
@@ -132,46 +130,19 @@ class Check:
     def _asked(
         self, method: str, target: str, headers: Mapping[str, str]
     ) -> Reply | tuple[str, str]:
-        """What the check must verify (scope, token), or the reply when nothing can pass.
-
-        Every check passes here, so the usual request (a routed one, ``Bearer`` spelt so)
-        is read with as few calls as can be.
-        """
-        get = headers.get
-        if self.scope_header is None or self.scope_header not in headers:
-            scope = self._routed(
-                method,
-                target,
-                get("x-original-uri"),
-                get("x-forwarded-uri"),
-                get("x-original-method"),
-                get("x-forwarded-method"),
-            )
-        else:
-            scope = self._scope(method, target, headers)
-        if scope.__class__ is Reply:
+        """What the check must verify (scope, token), or the reply when nothing can pass."""
+        scope = self._scope(method, target, headers)
+        if isinstance(scope, Reply):
             return scope
-        authorization = get("authorization")
-        if authorization is not None and authorization.startswith("Bearer "):
-            token: str | None = authorization[7:].strip(" \t")
-        else:
-            token = self._token(headers)
+        token = self._token(headers)
         if token is None:
             return self.replies.no_token
-        return scope, token  # type: ignore[return-value]
+        return scope, token
 
     def _reply(self, verdict: Verdict, scope: str) -> Reply:
-        if verdict.__class__ is Accepted:
-            # One reply per token while its scopes stay the same: most checks are repeats.
-            kept = self._accepted.get(verdict.token_id)
-            if kept is not None and kept[0] == verdict.scopes:
-                return kept[1]
-            if len(self._accepted) >= _ACCEPTED_KEPT:
-                self._accepted.clear()
-            reply = self.replies.accepted(verdict.token_id, verdict.scopes)
-            self._accepted[verdict.token_id] = (verdict.scopes, reply)
-            return reply
-        reason = verdict.reason.value  # type: ignore[union-attr]
+        if isinstance(verdict, Accepted):
+            return self.replies.accepted(verdict.token_id, verdict.scopes)
+        reason = verdict.reason.value
         if reason == "insufficient_scope":
             return self.replies.insufficient_scope(scope)
         if reason == "ip_not_allowed":
@@ -182,12 +153,12 @@ class Check:
 
     def answer_now(self, method: str, target: str, headers: Mapping[str, str]) -> Reply | None:
         """The reply, counted, when it needs no Redis read (a key the verdict cache holds,
-        a refusal on its face); else ``None``: then await the check itself."""
+        a refusal on its face); else ``None``: then await :meth:`answer_later`."""
         asked = self._asked(method, target, headers)
-        if asked.__class__ is Reply:
-            reply: Reply = asked
+        if isinstance(asked, Reply):
+            reply = asked
         else:
-            scope, token = asked  # type: ignore[misc]
+            scope, token = asked
             client_ip = self.client_address.of(headers)
             verdict = self.verifier.verify_now(token, scope, client_ip=client_ip)
             if verdict is None:
@@ -195,15 +166,6 @@ class Check:
             reply = self._reply(verdict, scope)
         self.metrics.decided(reply.outcome)
         return reply
-
-    async def decide(self, method: str, target: str, headers: Mapping[str, str]) -> Reply:
-        """The reply to one check; ``headers`` have lower-case names."""
-        asked = self._asked(method, target, headers)
-        if isinstance(asked, Reply):
-            return asked
-        scope, token = asked
-        client_ip = self.client_address.of(headers)
-        return self._reply(await self.verifier.verify(token, scope, client_ip=client_ip), scope)
 
     async def answer_later(self, method: str, target: str, headers: Mapping[str, str]) -> Reply:
         """The reply, counted, for a check :meth:`answer_now` left to Redis: it reads the
@@ -220,7 +182,7 @@ class Check:
         return reply
 
     async def __call__(self, method: str, target: str, headers: Mapping[str, str]) -> Reply:
-        """:meth:`decide`, counted."""
-        reply = await self.decide(method, target, headers)
-        self.metrics.decided(reply.outcome)
-        return reply
+        """The reply to one check, counted, for a server without a same-turn path;
+        ``headers`` have lower-case names."""
+        reply = self.answer_now(method, target, headers)
+        return reply if reply is not None else await self.answer_later(method, target, headers)

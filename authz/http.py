@@ -41,6 +41,12 @@ class _HeadTooLarge(Exception):
     pass
 
 
+def _failed() -> tuple[Reply, bool]:
+    """The reply to a check that raised (a 500, the connection's last), logged once."""
+    _log.exception("the check failed; answered 500")  # no request detail: tokens
+    return FAILED, False
+
+
 def _settle(done: asyncio.Future[None]) -> None:
     if not done.done():
         done.set_result(None)
@@ -183,8 +189,7 @@ class _Connection(asyncio.Protocol):
         try:
             ready = self._quick(method, target, headers)  # type: ignore[misc]
         except Exception:
-            _log.exception("the check failed; answered 500")  # no request detail: tokens
-            ready, keep_alive, self._closing = FAILED, False, True
+            ready, keep_alive = _failed()
         if ready is not None and (previous is None or previous.done()):
             self._finish(ready, keep_alive, method)
             done.set_result(None)
@@ -208,8 +213,7 @@ class _Connection(asyncio.Protocol):
             try:
                 reply = await self._handler(method, target, headers)
             except Exception:
-                _log.exception("the check failed; answered 500")  # no request detail: tokens
-                reply, keep_alive = FAILED, False
+                reply, keep_alive = _failed()
         if previous is not None:
             await asyncio.shield(previous)  # replies leave in the order requests came
         self._finish(reply, keep_alive, method)
@@ -220,11 +224,8 @@ class _Connection(asyncio.Protocol):
             self._transport.resume_reading()  # type: ignore[union-attr]
 
     def _send(self, reply: Reply, keep_alive: bool, method: str) -> bool:
-        """Write one reply; whether the connection stays open for more.
-
-        A reply without keep-alive is the connection's last: what was asked after it is
-        dropped, as HTTP wants (a client reads nothing after ``Connection: close``).
-        """
+        """Write one reply; whether the connection stays open for more. A reply without
+        keep-alive is the last: what was asked after it is dropped, as HTTP wants."""
         self.last_active = time.monotonic()
         transport = self._transport
         if transport is None or transport.is_closing():

@@ -164,10 +164,13 @@ class Verifier:
         or empty ``scope`` is the caller's bug, not the token's: it raises ``TypeError`` or
         ``ValueError`` rather than refuse the token.
         """
-        verdict = self.verify_now(token, scope, client_ip=client_ip)
-        if verdict is None:
-            verdict = await self.verify_read(token, scope, client_ip=client_ip)
-        return verdict
+        if not isinstance(scope, str) or not scope:
+            raise _scope_error(scope)
+        started = time.perf_counter()
+        verdict = self._look(token, scope, client_ip)
+        if isinstance(verdict, str):
+            verdict = await self._read(verdict, scope, client_ip)
+        return self._counted(verdict, started)
 
     def verify_now(
         self, token: object, scope: str, *, client_ip: str | None = None
@@ -181,30 +184,8 @@ class Verifier:
         if not isinstance(scope, str) or not scope:
             raise _scope_error(scope)
         started = time.perf_counter()
-        # The length first: a 32 MB header is refused before anything reads all of it.
-        if not isinstance(token, str) or len(token) != self._token_length:
-            verdict: Verdict = Rejected(RejectReason.MALFORMED)
-        else:
-            cache = self.cache
-            found: object = MISS
-            if cache is not None:
-                if cache.live:
-                    # secret_digest, inlined: a hit costs little else.
-                    found = cache.get(self._secret_prefix + _sha256(token.encode()).hexdigest())
-                else:
-                    self._bypass(cache)
-            if found is not MISS:
-                # Only a well-formed token's key is ever stored: no need to check again.
-                verdict = self._judge(found, scope, client_ip)  # type: ignore[arg-type]
-            elif is_well_formed(token, self.token_prefix):
-                return None
-            else:
-                verdict = Rejected(RejectReason.MALFORMED)
-        self._metrics.checked(
-            "accepted" if verdict.ok else verdict.reason,  # type: ignore[union-attr]
-            time.perf_counter() - started,
-        )
-        return verdict
+        verdict = self._look(token, scope, client_ip)
+        return None if isinstance(verdict, str) else self._counted(verdict, started)
 
     async def verify_read(
         self, token: object, scope: str, *, client_ip: str | None = None
@@ -224,19 +205,43 @@ class Verifier:
         ):
             verdict: Verdict = Rejected(RejectReason.MALFORMED)
         else:
-            verdict = await self._read_and_judge(token, scope, client_ip)
+            verdict = await self._read(self._secret_prefix + secret_digest(token), scope, client_ip)
+        return self._counted(verdict, started)
+
+    def _look(self, token: object, scope: str, client_ip: str | None) -> Verdict | str:
+        """The verdict if no read is needed, else the secret key to read."""
+        # The length first: a 32 MB header is refused before anything reads all of it.
+        if not isinstance(token, str) or len(token) != self._token_length:
+            return Rejected(RejectReason.MALFORMED)
+        key = None
+        cache = self.cache
+        if cache is not None:
+            if cache.live:
+                # secret_digest, inlined: a hit costs little else.
+                key = self._secret_prefix + _sha256(token.encode()).hexdigest()
+                found = cache.get(key)
+                if found is not MISS:
+                    # Only a well-formed token's key is ever stored: no need to check again.
+                    return self._judge(found, scope, client_ip)  # type: ignore[arg-type]
+            else:
+                self._bypass(cache)
+        if not is_well_formed(token, self.token_prefix):
+            return Rejected(RejectReason.MALFORMED)
+        return key or self._secret_prefix + secret_digest(token)
+
+    async def _read(self, key: str, scope: str, client_ip: str | None) -> Verdict:
+        try:
+            found = await self._lookups.fetch(key)
+        except Exception:  # Redis away, stalled or answering nonsense: fail closed
+            return Rejected(RejectReason.UNAVAILABLE)
+        return self._judge(found, scope, client_ip)
+
+    def _counted(self, verdict: Verdict, started: float) -> Verdict:
         self._metrics.checked(
             "accepted" if verdict.ok else verdict.reason,  # type: ignore[union-attr]
             time.perf_counter() - started,
         )
         return verdict
-
-    async def _read_and_judge(self, token: str, scope: str, client_ip: str | None) -> Verdict:
-        try:
-            found = await self._lookups.fetch(self._secret_prefix + secret_digest(token))
-        except Exception:  # Redis away, stalled or answering nonsense: fail closed
-            return Rejected(RejectReason.UNAVAILABLE)
-        return self._judge(found, scope, client_ip)
 
     def _bypass(self, cache: SecretCache) -> None:
         cache.bypassed += 1
